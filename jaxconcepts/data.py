@@ -1,0 +1,569 @@
+# Copyright 2025 The jaxconcepts Authors.
+# SPDX-License-Identifier: Apache-2.0
+"""Image classification data: sources, preprocessing and fixed-shape batches.
+
+Three sources sit behind one function, :func:`load_dataset`:
+
+* ``"tfds"``: TensorFlow Datasets (``mnist``, ``fashion_mnist``, ``cifar10``,
+  ``cifar100``). Needs the ``tfds`` extra and, the first time, the network.
+* ``"idx"``: a directory of MNIST-format IDX files (``mnist``,
+  ``fashion_mnist``), gzipped or not, e.g. Debian's ``dataset-fashion-mnist``
+  package at ``/usr/share/datasets/fashion-mnist``. Pure numpy.
+* ``"digits"``: scikit-learn's bundled 8x8 digits (1797 images), upsampled.
+  Needs nothing beyond the core dependencies; the embedded default.
+
+Every source returns a :class:`Dataset` of float32 NHWC images in [0, 1] and
+int32 labels, held in host memory as numpy arrays (the whole of Fashion-MNIST
+at 32x32 is 70k x 4 KiB = 287 MB).
+
+Resizing follows the authors' reference code, which applies
+``torch.nn.functional.interpolate(x, size=32)`` (mode ``"nearest"``) to the
+``ToTensor`` output: output index ``i`` reads input index
+``floor(i * float32(in / out))`` in float32 arithmetic (for 28 -> 32, input
+rows and columns 0, 7, 14 and 21 are doubled). Note that this differs from
+PIL's nearest filter (``floor((i + 0.5) * in / out)``).
+
+:func:`batches` cuts arrays into batches of a fixed size: the last batch is
+padded and carries a ``mask``, so a jitted step compiles once. Shuffling is a
+pure function of ``(seed, epoch)``, so a resumed run sees the same order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+from typing import Iterator
+
+import chex
+import numpy as np
+
+SOURCES = ("tfds", "idx", "digits")
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits")
+# Debian / Ubuntu package `dataset-fashion-mnist`.
+DEFAULT_IDX_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
+
+# Which datasets each source can provide.
+_SOURCE_DATASETS = {
+    "tfds": ("mnist", "fashion_mnist", "cifar10", "cifar100"),
+    "idx": ("mnist", "fashion_mnist"),
+    "digits": ("digits",),
+}
+
+_DIGIT_NAMES = tuple(str(i) for i in range(10))
+_CLASS_NAMES = {
+    "mnist": _DIGIT_NAMES,
+    "digits": _DIGIT_NAMES,
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                "horse", "ship", "truck"),
+    "cifar100": (
+        "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee",
+        "beetle", "bicycle", "bottle", "bowl", "boy", "bridge", "bus",
+        "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair",
+        "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab",
+        "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish",
+        "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
+        "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man",
+        "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree",
+        "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck",
+        "pine_tree", "plain", "plate", "poppy", "porcupine", "possum", "rabbit",
+        "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark",
+        "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel",
+        "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone",
+        "television", "tiger", "tractor", "train", "trout", "tulip", "turtle",
+        "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm"),
+}
+
+# IDX file stems, in the order (train images, train labels, test images,
+# test labels). Each may also be spelled with a dot before "idx" (as some
+# mirrors do) and may carry a ".gz" suffix.
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_IDX_UBYTE = 0x08
+
+# Fixed split of scikit-learn's digits: a permutation drawn with
+# np.random.default_rng(0); its first 360 indices are the test set.
+DIGITS_SPLIT_SEED = 0
+DIGITS_NUM_TEST = 360
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+  """An image classification data set held in host memory.
+
+  Attributes:
+    name: data set name, one of `DATASETS`.
+    train_images: float32[N, H, W, C] in [0, 1].
+    train_labels: int32[N] in [0, num_classes).
+    test_images: float32[M, H, W, C] in [0, 1].
+    test_labels: int32[M].
+    num_classes: number of classes.
+    class_names: `num_classes` human-readable names, indexed by label.
+  """
+  name: str
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  num_classes: int
+  class_names: tuple[str, ...]
+
+  def __post_init__(self):
+    chex.assert_rank([self.train_images, self.test_images], 4)
+    chex.assert_rank([self.train_labels, self.test_labels], 1)
+    if self.train_images.shape[1:] != self.test_images.shape[1:]:
+      raise ValueError(
+          f"train and test images differ in shape: "
+          f"{self.train_images.shape[1:]} vs {self.test_images.shape[1:]}")
+    for split in ("train", "test"):
+      images = getattr(self, f"{split}_images")
+      labels = getattr(self, f"{split}_labels")
+      if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{split}: {images.shape[0]} images but "
+                         f"{labels.shape[0]} labels")
+    if len(self.class_names) != self.num_classes:
+      raise ValueError(f"{len(self.class_names)} class names for "
+                       f"{self.num_classes} classes")
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    """(H, W, C) of one image."""
+    return tuple(self.train_images.shape[1:])
+
+  @property
+  def num_train(self) -> int:
+    return self.train_images.shape[0]
+
+  @property
+  def num_test(self) -> int:
+    return self.test_images.shape[0]
+
+  def __repr__(self) -> str:
+    return (f"Dataset(name={self.name!r}, train={self.num_train}, "
+            f"test={self.num_test}, image_shape={self.image_shape}, "
+            f"num_classes={self.num_classes})")
+
+
+# --------------------------------------------------------------------------
+# Validation.
+
+
+def _check_optional_positive_int(value, what: str) -> None:
+  if value is None:
+    return
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise TypeError(f"{what} must be a positive int or None, got "
+                    f"{value!r} of type {type(value).__name__}")
+  if value < 1:
+    raise ValueError(f"{what} must be a positive int or None, got {value}")
+
+
+def _validate(name, source, data_dir, image_size, max_train, max_test):
+  """Checks `load_dataset` arguments before any I/O."""
+  if source not in SOURCES:
+    raise ValueError(f"unknown source {source!r}; valid sources: "
+                     f"{', '.join(SOURCES)}")
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; valid datasets: "
+                     f"{', '.join(DATASETS)}")
+  if name not in _SOURCE_DATASETS[source]:
+    providers = [s for s in SOURCES if name in _SOURCE_DATASETS[s]]
+    raise ValueError(
+        f"dataset {name!r} is not available from source {source!r}; source "
+        f"{source!r} provides: {', '.join(_SOURCE_DATASETS[source])}; "
+        f"{name!r} is available from source(s): {', '.join(providers)}")
+  if source == "idx" and data_dir is None and name not in DEFAULT_IDX_DIRS:
+    raise ValueError(
+        f"source 'idx' has no default directory for {name!r} (defaults exist "
+        f"for: {', '.join(DEFAULT_IDX_DIRS)}); pass data_dir=<directory with "
+        f"{', '.join(_IDX_FILES)} (optionally .gz)>")
+  if data_dir is not None and source == "digits":
+    raise ValueError("source 'digits' reads scikit-learn's bundled data and "
+                     f"takes no data_dir, got data_dir={data_dir!r}")
+  _check_optional_positive_int(image_size, "image_size")
+  _check_optional_positive_int(max_train, "max_train")
+  _check_optional_positive_int(max_test, "max_test")
+
+
+# --------------------------------------------------------------------------
+# Resizing and pixel scaling.
+
+
+def _nearest_indices(in_size: int, out_size: int) -> np.ndarray:
+  """Source index of each output index, as torch's "nearest" computes it.
+
+  torch (aten/src/ATen/native/UpSample.h, `nearest_idx`): identity when the
+  sizes agree, otherwise ``min(floor(i * scale), in - 1)`` with
+  ``scale = float32(in) / out`` and the product taken in float32.
+  """
+  if in_size == out_size:
+    return np.arange(out_size)
+  scale = np.float32(in_size) / np.float32(out_size)
+  src = np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int64)
+  return np.minimum(src, in_size - 1)
+
+
+def resize_nearest(images: np.ndarray, size: int) -> np.ndarray:
+  """Resizes images to `size` x `size` by nearest neighbour (torch semantics).
+
+  Output pixel ``(i, j)`` is input pixel ``(floor(i * H / size),
+  floor(j * W / size))`` computed as ``torch.nn.functional.interpolate(x,
+  size=size, mode="nearest")`` does (float32 scale), which is what the ClaDec
+  reference code applies to 28x28 Fashion-MNIST. Works for up- and
+  down-sampling and keeps the dtype, so it can run on uint8 before scaling.
+
+  Args:
+    images: [N, H, W, C] array of any dtype.
+    size: output height and width, a positive int.
+
+  Returns:
+    [N, size, size, C] array of the input's dtype.
+  """
+  _check_optional_positive_int(size, "size")
+  if size is None:
+    raise ValueError("size must be a positive int, got None")
+  images = np.asarray(images)
+  chex.assert_rank(images, 4)
+  _, h, w, _ = images.shape
+  if h == size and w == size:
+    return images
+  rows = _nearest_indices(h, size)
+  cols = _nearest_indices(w, size)
+  return images[:, rows[:, None], cols[None, :], :]
+
+
+def _to_unit_float(images: np.ndarray) -> np.ndarray:
+  """uint8 -> float32 in [0, 1], as torchvision's ToTensor (x.float() / 255)."""
+  return images.astype(np.float32) / np.float32(255)
+
+
+def _preprocess(images: np.ndarray, image_size: int | None) -> np.ndarray:
+  """uint8 [N, H, W, C] -> float32 [N, S, S, C] in [0, 1]."""
+  if image_size is not None:
+    images = resize_nearest(images, image_size)  # on uint8: 4x less to move
+  return _to_unit_float(images)
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(f"{where}: labels must lie in [0, {num_classes}), found "
+                     f"range [{labels.min()}, {labels.max()}]")
+
+
+# --------------------------------------------------------------------------
+# IDX source.
+
+
+def _idx_path(data_dir: str, stem: str, name: str) -> str:
+  """Finds `stem` in `data_dir`, raw or gzipped; FileNotFoundError if absent."""
+  dotted = stem.replace("-idx", ".idx")
+  for candidate in (stem, stem + ".gz", dotted, dotted + ".gz"):
+    path = os.path.join(data_dir, candidate)
+    if os.path.isfile(path):
+      return path
+  hint = _idx_hint(name)
+  raise FileNotFoundError(
+      f"IDX file {os.path.join(data_dir, stem)}[.gz] not found (directory "
+      f"{data_dir} holds: {', '.join(sorted(os.listdir(data_dir))) or 'nothing'})"
+      f". {hint}")
+
+
+def _idx_hint(name: str) -> str:
+  get = ("install it with `sudo apt-get install dataset-fashion-mnist` "
+         f"(puts it in {DEFAULT_IDX_DIRS['fashion_mnist']}), "
+         if name == "fashion_mnist" else
+         "download the four MNIST-format IDX files into data_dir, ")
+  return (f"To get {name!r}: {get}or use source='tfds' "
+          "(`pip install jaxconcepts[tfds]`, downloads on first use).")
+
+
+def _read_exactly(f, n: int, path: str, what: str) -> bytes:
+  try:
+    data = f.read(n)
+  except (EOFError, OSError, gzip.BadGzipFile) as e:  # truncated/corrupt gzip
+    raise ValueError(f"IDX file {path}: cannot read {what} "
+                     f"({type(e).__name__}: {e})") from e
+  if len(data) != n:
+    raise ValueError(f"IDX file {path} is truncated: expected {n} bytes of "
+                     f"{what}, found {len(data)}")
+  return data
+
+
+def read_idx(path: str, ndim: int, count: int | None = None) -> np.ndarray:
+  """Reads an unsigned-byte IDX file (MNIST format), gzipped or not.
+
+  IDX layout: two zero bytes, a type byte (0x08 = unsigned byte), a byte with
+  the number of dimensions, one big-endian uint32 per dimension, then the data
+  in C order.
+
+  Args:
+    path: the file; a ".gz" suffix means gzip.
+    ndim: the expected number of dimensions (3 for images, 1 for labels).
+    count: if given, read only the first `count` entries along axis 0 (the
+      rest of the file is not read, so it is not checked either).
+
+  Returns:
+    uint8 array of the header's shape (axis 0 cut to `count`).
+
+  Raises:
+    ValueError: bad magic / type / ndim, or fewer or more data bytes than the
+      header promises, naming the file and what was expected.
+  """
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rb") as f:
+    magic = _read_exactly(f, 4, path, "the 4-byte header")
+    if magic[0] != 0 or magic[1] != 0 or magic[2] != _IDX_UBYTE:
+      raise ValueError(
+          f"IDX file {path} has bad magic {magic.hex()}; expected "
+          f"0000{_IDX_UBYTE:02x}{ndim:02x} (unsigned-byte IDX, {ndim} dims)")
+    if magic[3] != ndim:
+      raise ValueError(f"IDX file {path} has {magic[3]} dimensions; expected "
+                       f"{ndim} (magic 0000{_IDX_UBYTE:02x}{ndim:02x})")
+    shape = list(np.frombuffer(
+        _read_exactly(f, 4 * ndim, path, "the dimension sizes"), dtype=">u4"))
+    shape = [int(d) for d in shape]
+    if count is not None:
+      shape[0] = min(shape[0], count)
+    n_bytes = int(np.prod(shape))
+    data = _read_exactly(f, n_bytes, path,
+                         f"data for shape {tuple(shape)} (from the header)")
+    if count is None and f.read(1):
+      raise ValueError(f"IDX file {path} is longer than its header says: "
+                       f"expected exactly {n_bytes} data bytes for shape "
+                       f"{tuple(shape)}")
+  return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+
+
+def _load_idx(name, data_dir, image_size, max_train, max_test):
+  data_dir = DEFAULT_IDX_DIRS[name] if data_dir is None else data_dir
+  if not os.path.isdir(data_dir):
+    raise FileNotFoundError(
+        f"IDX directory {data_dir} for {name!r} does not exist. "
+        f"{_idx_hint(name)}")
+  paths = [_idx_path(data_dir, stem, name) for stem in _IDX_FILES]
+  num_classes = len(_CLASS_NAMES[name])
+  splits = []
+  for img_path, lbl_path, count in ((paths[0], paths[1], max_train),
+                                    (paths[2], paths[3], max_test)):
+    images = read_idx(img_path, 3, count)
+    labels = read_idx(lbl_path, 1, count)
+    if images.shape[0] != labels.shape[0]:
+      raise ValueError(f"IDX label count != image count: {lbl_path} holds "
+                       f"{labels.shape[0]} labels, expected "
+                       f"{images.shape[0]} as in {img_path}")
+    _check_labels(labels, num_classes, lbl_path)
+    splits.append((_preprocess(images[..., None], image_size),
+                   labels.astype(np.int32)))
+  return splits
+
+
+# --------------------------------------------------------------------------
+# TFDS source.
+
+
+def _import_tfds():
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(
+        "source='tfds' needs tensorflow-datasets: `pip install "
+        "jaxconcepts[tfds]` (or use source='idx' or source='digits')") from e
+  return tfds
+
+
+def _load_tfds(name, data_dir, image_size, max_train, max_test):
+  tfds = _import_tfds()
+  splits = []
+  for split, count in (("train", max_train), ("test", max_test)):
+    spec = split if count is None else f"{split}[:{count}]"
+    images, labels = tfds.as_numpy(tfds.load(
+        name, split=spec, batch_size=-1, as_supervised=True,
+        data_dir=data_dir))
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+      raise ValueError(f"tfds {name}/{split}: expected uint8 [N, H, W, C] "
+                       f"images, got {images.dtype} {images.shape}")
+    labels = np.asarray(labels).astype(np.int32)
+    _check_labels(labels, len(_CLASS_NAMES[name]), f"tfds {name}/{split}")
+    splits.append((_preprocess(images, image_size), labels))
+  return splits
+
+
+# --------------------------------------------------------------------------
+# scikit-learn digits source.
+
+
+def _load_digits(image_size, max_train, max_test):
+  from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top
+  digits = sk_datasets.load_digits()
+  images = (digits.images / 16.0).astype(np.float32)[..., None]  # 0..16
+  labels = digits.target.astype(np.int32)
+  perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(labels))
+  test_idx, train_idx = perm[:DIGITS_NUM_TEST], perm[DIGITS_NUM_TEST:]
+  splits = []
+  for idx, count in ((train_idx, max_train), (test_idx, max_test)):
+    idx = idx[:count]
+    x = images[idx]
+    if image_size is not None:
+      x = resize_nearest(x, image_size)
+    splits.append((np.ascontiguousarray(x), labels[idx]))
+  return splits
+
+
+# --------------------------------------------------------------------------
+# Public entry point.
+
+
+def load_dataset(name: str, source: str = "tfds", *,
+                 data_dir: str | None = None, image_size: int | None = 32,
+                 max_train: int | None = None,
+                 max_test: int | None = None) -> Dataset:
+  """Loads an image classification data set into host memory.
+
+  Args:
+    name: one of `DATASETS`. "digits" only with source "digits".
+    source: one of `SOURCES`:
+      "tfds": `tensorflow_datasets.load` (train / test splits); `data_dir` is
+        passed through. Needs `pip install jaxconcepts[tfds]`.
+      "idx": four MNIST-format IDX files in `data_dir` (default
+        `DEFAULT_IDX_DIRS[name]`): train-images-idx3-ubyte,
+        train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
+        t10k-labels-idx1-ubyte, each optionally gzipped (".gz").
+      "digits": scikit-learn's 8x8 digits (values 0..16 scaled by 1/16),
+        split by a fixed permutation (`np.random.default_rng(0)`): 1437
+        train, 360 test images.
+    data_dir: directory for "tfds" / "idx" (not used by "digits").
+    image_size: resize to `image_size` x `image_size` with nearest neighbour
+      (`resize_nearest`, torch semantics); None keeps the native size.
+    max_train: keep only the first `max_train` training examples.
+    max_test: keep only the first `max_test` test examples.
+
+  Returns:
+    A `Dataset` with float32 [N, H, W, C] images in [0, 1] and int32 labels.
+
+  Raises:
+    ValueError: unknown name / source, an unsupported combination, bad
+      sizes, or a corrupt IDX file (naming the file and what was expected).
+    FileNotFoundError: "idx" directory or file missing (with how to get it).
+    ImportError: "tfds" without tensorflow-datasets installed.
+  """
+  _validate(name, source, data_dir, image_size, max_train, max_test)
+  if source == "idx":
+    splits = _load_idx(name, data_dir, image_size, max_train, max_test)
+  elif source == "tfds":
+    splits = _load_tfds(name, data_dir, image_size, max_train, max_test)
+  else:
+    splits = _load_digits(image_size, max_train, max_test)
+  (train_x, train_y), (test_x, test_y) = splits
+  class_names = _CLASS_NAMES[name]
+  return Dataset(name=name, train_images=train_x, train_labels=train_y,
+                 test_images=test_x, test_labels=test_y,
+                 num_classes=len(class_names), class_names=class_names)
+
+
+# --------------------------------------------------------------------------
+# Batching.
+
+
+def num_batches(n: int, batch_size: int, drop_remainder: bool = False) -> int:
+  """Number of batches `batches` yields for `n` examples."""
+  if n < 0:
+    raise ValueError(f"n must be >= 0, got {n}")
+  _check_optional_positive_int(batch_size, "batch_size")
+  if batch_size is None:
+    raise ValueError("batch_size must be a positive int, got None")
+  return n // batch_size if drop_remainder else -(-n // batch_size)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+  """The order `batches(..., shuffle=True)` visits `n` examples in.
+
+  `np.random.default_rng((seed, epoch)).permutation(n)`: a pure function of
+  (seed, epoch), so a resumed run replays the same order.
+  """
+  for value, what in ((seed, "seed"), (epoch, "epoch")):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+      raise TypeError(f"{what} must be an int, got {value!r}")
+    if value < 0:
+      raise ValueError(f"{what} must be >= 0, got {value}")
+  return np.random.default_rng((int(seed), int(epoch))).permutation(n)
+
+
+def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *,
+            shuffle: bool, seed: int = 0, epoch: int = 0,
+            drop_remainder: bool = False,
+            start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Yields one epoch of fixed-size batches.
+
+  Every batch has exactly `batch_size` rows, so a jitted step never
+  recompiles: unless `drop_remainder`, the last batch is padded with zero
+  images and label 0, and its `mask` is False on the padding.
+
+  Args:
+    images: [N, ...] array (float32 [N, H, W, C] for a `Dataset`); the dtype
+      is kept.
+    labels: [N] integer array.
+    batch_size: rows per batch, a positive int.
+    shuffle: visit examples in `epoch_permutation(N, seed, epoch)` order
+      (else in order).
+    seed: non-negative int; with `epoch` fixes the order.
+    epoch: non-negative int.
+    drop_remainder: drop the last partial batch instead of padding it.
+    start_batch: skip the first `start_batch` batches of this epoch (to resume
+      mid-epoch) without gathering them.
+
+  Yields:
+    {"image": [B, ...] (images' dtype), "label": int32[B], "mask": bool[B]}
+    with B = batch_size.
+  """
+  images = np.asarray(images)
+  labels = np.asarray(labels)
+  if images.ndim < 1:
+    raise ValueError(f"images must have a leading batch axis, got shape "
+                     f"{images.shape}")
+  chex.assert_rank(labels, 1)
+  if images.shape[0] != labels.shape[0]:
+    raise ValueError(f"images and labels differ in length: "
+                     f"{images.shape[0]} vs {labels.shape[0]}")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+  n = images.shape[0]
+  total = num_batches(n, batch_size, drop_remainder)
+  if isinstance(start_batch, bool) or not isinstance(start_batch,
+                                                     (int, np.integer)):
+    raise TypeError(f"start_batch must be an int, got {start_batch!r}")
+  if not 0 <= start_batch <= total:
+    raise ValueError(f"start_batch must lie in [0, {total}], got {start_batch}")
+  order = (epoch_permutation(n, seed, epoch) if shuffle
+           else np.arange(n))
+  for b in range(start_batch, total):
+    idx = order[b * batch_size:(b + 1) * batch_size]
+    k = idx.shape[0]
+    image = images[idx]
+    label = labels[idx].astype(np.int32)
+    mask = np.ones((batch_size,), dtype=bool)
+    if k < batch_size:
+      pad = batch_size - k
+      image = np.concatenate(
+          [image, np.zeros((pad,) + images.shape[1:], images.dtype)])
+      label = np.concatenate([label, np.zeros((pad,), np.int32)])
+      mask[k:] = False
+    yield {"image": image, "label": label, "mask": mask}
+
+
+def mean_image(images: np.ndarray) -> np.ndarray:
+  """The per-pixel mean image of a set (e.g. the training mean for occlusion).
+
+  Args:
+    images: [N, H, W, C] array, N >= 1.
+
+  Returns:
+    float32 [H, W, C], accumulated in float64.
+  """
+  images = np.asarray(images)
+  chex.assert_rank(images, 4)
+  if images.shape[0] == 0:
+    raise ValueError("mean_image needs at least one image, got 0")
+  return images.mean(axis=0, dtype=np.float64).astype(np.float32)
