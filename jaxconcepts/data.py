@@ -194,9 +194,11 @@ def _validate(name, source, data_dir, image_size, max_train, max_test):
 def _nearest_indices(in_size: int, out_size: int) -> np.ndarray:
   """Source index of each output index, as torch's "nearest" computes it.
 
-  torch (aten/src/ATen/native/UpSample.h, `nearest_idx`): identity when the
-  sizes agree, otherwise ``min(floor(i * scale), in - 1)`` with
-  ``scale = float32(in) / out`` and the product taken in float32.
+  torch (`nearest_idx` in aten/src/ATen/native/cpu/UpSampleKernel.cpp, with
+  `nearest_neighbor_compute_source_index` from UpSample.h): identity when the
+  sizes agree, ``i >> 1`` for exact 2x (the same as the general rule),
+  otherwise ``min(floor(i * scale), in - 1)`` with ``scale = float32(in) /
+  out`` and the product taken in float32.
   """
   if in_size == out_size:
     return np.arange(out_size)
