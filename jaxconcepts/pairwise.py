@@ -471,10 +471,13 @@ def train_pairwise(
     """Vectors, mask and counts of group k, padded with empty classes."""
     idx = np.arange(k * group, (k + 1) * group)
     real = idx < num_classes
-    xg = np.zeros((group, n_max, dim), np.float32)
-    xg[real] = x[idx[real]]
-    cnt = np.zeros((group,), np.int32)
-    cnt[real] = counts[idx[real]]
+    if real.all() and group == num_classes:  # one group, no padding: no copy
+      xg, cnt = x, counts
+    else:
+      xg = np.zeros((group, n_max, dim), np.float32)
+      xg[real] = x[idx[real]]
+      cnt = np.zeros((group,), np.int32)
+      cnt[real] = counts[idx[real]]
     mask = (np.arange(n_max)[None, :] < cnt[:, None]).astype(np.float32)
     return (jax.device_put(xg, sharding), jax.device_put(mask, sharding),
             cnt, int(real.sum()))
