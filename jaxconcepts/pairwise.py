@@ -36,13 +36,16 @@ classes are zero-padded to ``Nmax`` and masked.
 
 The weights live in dense blocks. Classes are split into groups of ``g``; a
 diagonal block (the pairs within one group) keeps the antisymmetric
-``(g, g, D)`` layout above and does one product per side; an off-diagonal
-block (group ``k`` against group ``l > k``) keeps ``(g, g, D)`` weights toward
-the group-``k`` class and does the products for both sides. Every pair lies in
+``(g, g, D)`` layout ``u[c, o]`` above; a cross block (group ``I`` against a
+later group ``J``) keeps ``(2g, g, D)``: rows for the classes of ``I`` then
+``J``, each row holding its class's pairs oriented toward it. Both store each
+pair twice (both orientations, exact negations of each other), so that every
+class's vectors meet their weights in one contiguous batched matmul, and the
+update subtracts each entry's partner (a transpose). Every pair lies in
 exactly one block, and pairs are independent, so blocks are trained one after
-another for all epochs: that bounds memory (``memory_budget_bytes``) at the
-cost of nothing but a few more, equally large, matmuls. With the defaults,
-up to a few hundred classes at D=512 are one block.
+another for all epochs: that bounds memory (``memory_budget_bytes``) at no
+extra arithmetic. With the default 2 GiB budget, up to about 350 classes of
+500 vectors at D=512 are one block.
 
 Within a block the class (row) axis is sharded across the devices of a
 ``jax.sharding.Mesh`` (all local devices by default); the same call runs on
@@ -107,7 +110,8 @@ def pair_index(a, b, num_classes: int):
   return int(idx) if idx.ndim == 0 else idx
 
 
-def hyperplane(result: PairwiseResult, a: int, b: int) -> tuple[np.ndarray, float]:
+def hyperplane(result: PairwiseResult, a: int,
+               b: int) -> tuple[np.ndarray, float]:
   """The classifier of classes ``a`` and ``b``, oriented toward ``a``.
 
   Args:
@@ -133,7 +137,8 @@ def hyperplane(result: PairwiseResult, a: int, b: int) -> tuple[np.ndarray, floa
   return -result.weights[i], -float(result.biases[i])
 
 
-def pad_classes(vectors: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def pad_classes(
+    vectors: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   """Stacks per-class (n_c, D) arrays into a zero-padded (C, Nmax, D) array.
 
   Args:
@@ -175,7 +180,8 @@ def _check_inputs(vectors, counts, epochs, lr, metrics_at):
   if not (np.isfinite(lr) and lr > 0):
     raise ValueError(f"lr must be a positive finite number, got {lr}.")
   if metrics_at not in METRICS_AT:
-    raise ValueError(f"metrics_at must be one of {METRICS_AT}, got {metrics_at!r}.")
+    raise ValueError(
+        f"metrics_at must be one of {METRICS_AT}, got {metrics_at!r}.")
 
   if isinstance(vectors, (list, tuple)):
     if counts is not None:
@@ -199,7 +205,8 @@ def _check_inputs(vectors, counts, epochs, lr, metrics_at):
     if (counts > x.shape[1]).any() or (counts < 0).any():
       raise ValueError(f"counts must lie in [0, Nmax={x.shape[1]}], got "
                        f"min {counts.min()}, max {counts.max()}.")
-  if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+  if not (np.issubdtype(x.dtype, np.floating)
+          or np.issubdtype(x.dtype, np.integer)):
     raise TypeError(f"vectors must be real numbers, got dtype {x.dtype}.")
   num_classes = x.shape[0]
   if num_classes < 2:
@@ -226,144 +233,123 @@ def _check_inputs(vectors, counts, epochs, lr, metrics_at):
 
 # ---------------------------------------------------------------------------
 # Device code: one block of pairs, all epochs.
+#
+# A block holds rows r (classes, with their vectors x[r]) and, per row, K
+# oriented weights w[r, k] (the pairs touching row r's class). Every entry has
+# a partner entry holding the same pair oriented the other way, and
+# `_partner(a)[r, k]` is the partner's value of `a`:
+#   "diag"  (the pairs within one group of g classes; rows = columns = the
+#           group): the partner of (r, k) is (k, r): a transpose.
+#   "cross" (group I against a later group J, g classes each; rows = I then J,
+#           K = g): the partner of (i, j) is (g + j, i) and vice versa.
+# With w = -partner(w) (exactly, from zero init), one SGD step is
+#   s = x @ w^T + bias,  r = dBCE/ds (masked),  G = r^T @ x,
+#   w -= lr (G - partner(G)) / (n_a + n_b),
+# two batched matmuls per step in which every row's layout is contiguous.
 
 
-def _row_constraint(x, sharding):
-  return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+def _partner(a, kind):
+  if kind == "diag":
+    return jnp.swapaxes(a, 0, 1)
+  g = a.shape[1]
+  return jnp.concatenate(
+      [jnp.swapaxes(a[g:], 0, 1), jnp.swapaxes(a[:g], 0, 1)], axis=0)
 
 
-def _diag_forward(x, w, bias, precision):
-  """Logits toward the row class: (g, N, g) from x (g, N, D), w (g, g, D)."""
-  s = jnp.einsum("cnd,cod->cno", x, w, precision=precision)
+def _is_label_one(rows, cols, kind):
+  """(R, K) bool: row r's class is the pair's first class (label 1)."""
+  r = jnp.arange(rows)[:, None]
+  if kind == "diag":
+    return r < jnp.arange(cols)[None, :]
+  return jnp.broadcast_to(r < cols, (rows, cols))
+
+
+def _row_constraint(a, sharding):
+  if sharding is None:
+    return a
+  return jax.lax.with_sharding_constraint(a, sharding)
+
+
+def _logits(x, w, bias, precision):
+  """Logits toward each row's class: (R, N, K) from x (R, N, D), w (R, K, D)."""
+  s = jnp.einsum("rnd,rkd->rnk", x, w, precision=precision)
   return s + bias[:, None, :]
 
 
-def _diag_step(x, mask, n_pair, lr, w, bias, precision, w_sharding):
-  """One SGD step for the pairs within one group (antisymmetric layout)."""
-  s = _diag_forward(x, w, bias, precision)
-  r = -jax.nn.sigmoid(-s) * mask[:, :, None]        # d loss_sum / d logit
-  g = jnp.einsum("cno,cnd->cod", r, x, precision=precision)
+def _sgd_step(x, mask, n_pair, lr, w, bias, *, kind, precision, w_sharding):
+  s = _logits(x, w, bias, precision)
+  r = -jax.nn.sigmoid(-s) * mask[:, :, None]        # d(loss sum)/d(logit)
+  g = jnp.einsum("rnk,rnd->rkd", r, x, precision=precision)
   gb = jnp.sum(r, axis=1)
-  # (G - G^T) / n is exactly antisymmetric, so w stays exactly antisymmetric.
-  grad_w = (g - jnp.swapaxes(g, 0, 1)) / n_pair[:, :, None]
-  grad_b = (gb - gb.T) / n_pair
+  # (G - partner(G)) / n is exactly antisymmetric, so w stays so too.
+  grad_w = (g - _partner(g, kind)) / n_pair[:, :, None]
+  grad_b = (gb - _partner(gb, kind)) / n_pair
   w = _row_constraint(w - lr * grad_w, w_sharding)
   return w, bias - lr * grad_b
 
 
-def _diag_metrics(x, mask, n_pair, w, bias, precision):
-  """Mean BCE and accuracy of every pair of the group: (g, g) each."""
-  s = _diag_forward(x, w, bias, precision)
-  g = s.shape[0]
+def _metrics(x, mask, n_pair, w, bias, *, kind, precision):
+  """Mean BCE and training accuracy of every entry's pair: (R, K) each."""
+  s = _logits(x, w, bias, precision)
   m = mask[:, :, None]
   loss_sum = jnp.sum(jax.nn.softplus(-s) * m, axis=1)
-  # Row class c is label 1 of pair (c, o) when c < o: correct iff z > 0;
-  # otherwise it is label 0, z = -s, correct iff z <= 0 iff s >= 0.
-  upper = (jnp.arange(g)[:, None] < jnp.arange(g)[None, :])[:, None, :]
-  correct = jnp.where(upper, s > 0, s >= 0)
-  n_correct = jnp.sum(correct * m, axis=1)
-  return ((loss_sum + loss_sum.T) / n_pair,
-          (n_correct + n_correct.T) / n_pair)
+  # Label-1 rows are right iff z = s > 0; label-0 rows see s = -z and are
+  # right iff z <= 0 iff s >= 0 (ties count as predicting the second class).
+  first = _is_label_one(s.shape[0], s.shape[2], kind)[:, None, :]
+  n_right = jnp.sum(jnp.where(first, s > 0, s >= 0) * m, axis=1)
+  return ((loss_sum + _partner(loss_sum, kind)) / n_pair,
+          (n_right + _partner(n_right, kind)) / n_pair)
 
 
-def _offdiag_forward(xi, xj, w, bias, precision):
-  """Logits toward own class for both sides of a rectangular block."""
-  si = jnp.einsum("and,abd->anb", xi, w, precision=precision)
-  si = si + bias[:, None, :]
-  sj = jnp.einsum("bnd,abd->bna", xj, w, precision=precision)
-  sj = -(sj + bias.T[:, None, :])
-  return si, sj
-
-
-def _offdiag_step(xi, xj, mask_i, mask_j, n_pair, lr, w, bias, precision,
-                  w_sharding):
-  """One SGD step for pairs (a in group k, b in group l), a < b."""
-  si, sj = _offdiag_forward(xi, xj, w, bias, precision)
-  ri = -jax.nn.sigmoid(-si) * mask_i[:, :, None]
-  rj = -jax.nn.sigmoid(-sj) * mask_j[:, :, None]
-  gi = jnp.einsum("anb,and->abd", ri, xi, precision=precision)
-  gj = jnp.einsum("bna,bnd->abd", rj, xj, precision=precision)
-  grad_w = (gi - gj) / n_pair[:, :, None]
-  grad_b = (jnp.sum(ri, axis=1) - jnp.sum(rj, axis=1).T) / n_pair
-  w = _row_constraint(w - lr * grad_w, w_sharding)
-  return w, bias - lr * grad_b
-
-
-def _offdiag_metrics(xi, xj, mask_i, mask_j, n_pair, w, bias, precision):
-  si, sj = _offdiag_forward(xi, xj, w, bias, precision)
-  mi, mj = mask_i[:, :, None], mask_j[:, :, None]
-  loss = (jnp.sum(jax.nn.softplus(-si) * mi, axis=1)
-          + jnp.sum(jax.nn.softplus(-sj) * mj, axis=1).T)
-  # Row classes are label 1 (correct iff z > 0); column classes are label 0
-  # (sj = -z, correct iff z <= 0 iff sj >= 0).
-  correct = (jnp.sum((si > 0) * mi, axis=1)
-             + jnp.sum((sj >= 0) * mj, axis=1).T)
-  return loss / n_pair, correct / n_pair
-
-
-def _run_epochs(step, metrics, w, bias, epochs, metrics_at):
-  """`epochs` steps; metrics after them ("final") or before the last one."""
+@functools.partial(jax.jit, static_argnames=(
+    "kind", "epochs", "metrics_at", "precision", "w_sharding"))
+def _train_block(x, mask, n_pair, lr, *, kind, epochs, metrics_at, precision,
+                 w_sharding):
+  """All epochs for one block; returns (w, bias, loss, accuracy)."""
+  rows, _, d = x.shape
+  cols = n_pair.shape[1]
+  w = _row_constraint(jnp.zeros((rows, cols, d), x.dtype), w_sharding)
+  bias = jnp.zeros((rows, cols), x.dtype)
+  step = functools.partial(_sgd_step, x, mask, n_pair, lr, kind=kind,
+                           precision=precision, w_sharding=w_sharding)
   n_first = epochs if metrics_at == "final" else epochs - 1
-  body = lambda _, wb: step(*wb)
-  w, bias = jax.lax.fori_loop(0, n_first, body, (w, bias))
-  loss, acc = metrics(w, bias)
-  if n_first < epochs:
+  w, bias = jax.lax.fori_loop(0, n_first, lambda _, wb: step(*wb), (w, bias))
+  loss, acc = _metrics(x, mask, n_pair, w, bias, kind=kind,
+                       precision=precision)
+  if n_first < epochs:  # "last_step": the reference reports these metrics.
     w, bias = step(w, bias)
+  if kind == "cross":  # only the rows oriented toward group I are returned
+    w, bias, loss, acc = w[:cols], bias[:cols], loss[:cols], acc[:cols]
   return w, bias, loss, acc
-
-
-@functools.partial(jax.jit, static_argnames=(
-    "epochs", "metrics_at", "precision", "w_sharding"))
-def _train_diag_block(x, mask, n_pair, lr, *, epochs, metrics_at, precision,
-                      w_sharding):
-  g, _, d = x.shape
-  w = _row_constraint(jnp.zeros((g, g, d), x.dtype), w_sharding)
-  bias = jnp.zeros((g, g), x.dtype)
-  step = functools.partial(_diag_step, x, mask, n_pair, lr,
-                           precision=precision, w_sharding=w_sharding)
-  metrics = functools.partial(_diag_metrics, x, mask, n_pair,
-                              precision=precision)
-  return _run_epochs(step, metrics, w, bias, epochs, metrics_at)
-
-
-@functools.partial(jax.jit, static_argnames=(
-    "epochs", "metrics_at", "precision", "w_sharding"))
-def _train_offdiag_block(xi, xj, mask_i, mask_j, n_pair, lr, *, epochs,
-                         metrics_at, precision, w_sharding):
-  gi, _, d = xi.shape
-  gj = xj.shape[0]
-  w = _row_constraint(jnp.zeros((gi, gj, d), xi.dtype), w_sharding)
-  bias = jnp.zeros((gi, gj), xi.dtype)
-  step = functools.partial(_offdiag_step, xi, xj, mask_i, mask_j, n_pair, lr,
-                           precision=precision, w_sharding=w_sharding)
-  metrics = functools.partial(_offdiag_metrics, xi, xj, mask_i, mask_j,
-                              n_pair, precision=precision)
-  return _run_epochs(step, metrics, w, bias, epochs, metrics_at)
 
 
 # ---------------------------------------------------------------------------
 # Host side: blocks, sharding, assembly.
 
 
-def block_bytes(group: int, n_max: int, dim: int, num_devices: int = 1) -> int:
-  """Estimated per-device bytes of one off-diagonal block's working set.
+def block_bytes(group: int, n_max: int, dim: int, num_devices: int = 1, *,
+                cross: bool = True) -> int:
+  """Estimated per-device bytes of one block's device working set.
 
-  Counts about six (g, g, D) float32 weight-sized buffers (weights, the two
-  gradient halves, a transposed copy, the update), the two groups' vectors
-  (rows sharded, columns replicated) and a few (g, N, g) logit buffers.
-  Diagonal blocks need less.
+  A cross block pairs two groups of `group` classes: 2g rows of vectors
+  (2g, Nmax, D) and weights (2g, g, D); a diagonal block (all classes in one
+  group, `cross=False`) has g rows. About four weight-sized float32 buffers
+  are live (weights, gradient, its partner view, the update) plus a few
+  (rows, Nmax, g) logit buffers; rows are sharded over the devices.
   """
-  g2 = group * group
-  floats = (6 * g2 * dim / num_devices + group * n_max * dim * (1 + 1 / num_devices)
-            + 6 * g2 * n_max / num_devices)
+  rows = 2 * group if cross else group
+  floats = (4 * rows * group * dim + rows * n_max * dim
+            + 3 * rows * n_max * group) / num_devices
   return int(4 * floats)
 
 
 def _choose_group(num_classes, n_max, dim, num_devices, budget, group):
   """Classes per block (a multiple of the device count)."""
   if group is not None:
-    if isinstance(group, bool) or not isinstance(group, (int, np.integer)) or group < 1:
-      raise ValueError(f"classes_per_chunk must be a positive int, got {group!r}.")
+    if (isinstance(group, bool) or not isinstance(group, (int, np.integer))
+        or group < 1):
+      raise ValueError(
+          f"classes_per_chunk must be a positive int, got {group!r}.")
     group = min(int(group), num_classes)
   else:
     if budget is None:
@@ -371,7 +357,7 @@ def _choose_group(num_classes, n_max, dim, num_devices, budget, group):
     if budget <= 0:
       raise ValueError(f"memory_budget_bytes must be positive, got {budget}.")
     c_pad = -(-num_classes // num_devices) * num_devices
-    if block_bytes(c_pad, n_max, dim, num_devices) <= budget:
+    if block_bytes(c_pad, n_max, dim, num_devices, cross=False) <= budget:
       group = num_classes
     else:
       group = 0
@@ -462,29 +448,30 @@ def train_pairwise(
 
   row_spec = PartitionSpec(tuple(mesh.axis_names))
   rows = NamedSharding(mesh, row_spec)
-  replicated = NamedSharding(mesh, PartitionSpec())
   common = dict(epochs=int(epochs), metrics_at=metrics_at, precision=precision,
                 w_sharding=rows)
   lr_arr = jnp.float32(lr)
 
-  def group_data(k, sharding):
-    """Vectors, mask and counts of group k, padded with empty classes."""
+  def group_data(k):
+    """Vectors and counts of group k, padded with empty classes (host)."""
     idx = np.arange(k * group, (k + 1) * group)
     real = idx < num_classes
     if real.all() and group == num_classes:  # one group, no padding: no copy
-      xg, cnt = x, counts
-    else:
-      xg = np.zeros((group, n_max, dim), np.float32)
-      xg[real] = x[idx[real]]
-      cnt = np.zeros((group,), np.int32)
-      cnt[real] = counts[idx[real]]
-    mask = (np.arange(n_max)[None, :] < cnt[:, None]).astype(np.float32)
-    return (jax.device_put(xg, sharding), jax.device_put(mask, sharding),
-            cnt, int(real.sum()))
+      return x, counts, num_classes
+    xg = np.zeros((group, n_max, dim), np.float32)
+    xg[real] = x[idx[real]]
+    cnt = np.zeros((group,), np.int32)
+    cnt[real] = counts[idx[real]]
+    return xg, cnt, int(real.sum())
 
-  def pair_counts(ci, cj):
+  def device_data(xr, cr, ci, cj):
+    """Rows' vectors and masks, pair sizes n_a + n_b (>= 1), on the mesh."""
+    mask = (np.arange(n_max)[None, :] < cr[:, None]).astype(np.float32)
     n = (ci[:, None] + cj[None, :]).astype(np.float32)
-    return jax.device_put(np.maximum(n, 1.0), rows)
+    if len(cr) > len(ci):  # cross block: rows I then J, partner sizes
+      n = np.concatenate([n, n.T])
+    return (jax.device_put(xr, rows), jax.device_put(mask, rows),
+            jax.device_put(np.maximum(n, 1.0), rows), lr_arr)
 
   p = num_pairs(num_classes)
   out_w = np.empty((p, dim), np.float32)
@@ -501,18 +488,19 @@ def train_pairwise(
     out_acc[rows_] = np.asarray(acc)[ia, ib]
 
   for k in range(num_groups):
-    xk, mk, ck, rk = group_data(k, rows)
-    res = _train_diag_block(xk, mk, pair_counts(ck, ck), lr_arr, **common)
+    xk, ck, rk = group_data(k)
+    res = _train_block(*device_data(xk, ck, ck, ck), kind="diag", **common)
     ia, ib = np.triu_indices(rk, 1)
     store(ia, ib, k * group, k * group, *res)
     del res
     for l in range(k + 1, num_groups):
-      xl, ml, cl, rl = group_data(l, replicated)
-      res = _train_offdiag_block(xk, xl, mk, ml, pair_counts(ck, cl), lr_arr,
-                                 **common)
+      xl, cl, rl = group_data(l)
+      both = device_data(np.concatenate([xk, xl]), np.concatenate([ck, cl]),
+                         ck, cl)
+      res = _train_block(*both, kind="cross", **common)
       ia, ib = np.meshgrid(np.arange(rk), np.arange(rl), indexing="ij")
       store(ia.ravel(), ib.ravel(), k * group, l * group, *res)
-      del res, xl, ml
+      del res, both, xl
 
   pairs = np.stack(np.triu_indices(num_classes, 1), axis=1).astype(np.int32)
   return PairwiseResult(pairs=pairs, weights=out_w, biases=out_b,
