@@ -1,4 +1,4 @@
-"""W2: all pairwise logistic classifiers, jaxconcepts vs a PyTorch loop vs sklearn.
+"""W2: all-pairs logistic classifiers: jaxconcepts vs a PyTorch loop, sklearn.
 
 Workload W2 (DESIGN section 6): C classes x 500 vectors x 512 dims, class
 Gaussian means, relu'd (seed 0); all C (C - 1) / 2 pairs; 100 epochs of
@@ -7,12 +7,17 @@ full-batch SGD, lr 0.01, zero init. C = 20 (190 pairs) and C = 100 (4950).
 Peers, when installed:
 * the PyTorch loop over pairs, the reference code's way (per pair: concatenate
   the two classes, nn.Linear, BCEWithLogitsLoss, SGD), with zero init and the
-  same labels (class a -> 1), so its weights are compared with ours;
+  same labels (class a -> 1), so its weights are compared with ours; with
+  torch's default threads and with ``torch.set_num_threads(1)``;
 * scikit-learn ``LogisticRegression()`` per pair (lbfgs, L2 C=1, its own
-  protocol: a speed peer only), run in a subprocess once with the default
-  threads and once with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-  MKL_NUM_THREADS=1`` (OpenBLAS threads starve its OpenMP threads on few
-  cores; the tuned run is the stronger peer).
+  protocol: a speed peer only), with the default threads and with
+  ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1`` (OpenBLAS
+  threads starve its OpenMP threads on few cores; the tuned run is the
+  stronger peer).
+Each peer runs in its own subprocess (no JAX thread pool beside it). The
+default-thread runs are so slow on a shared 2-core machine that they time the
+first 40 pairs and extrapolate (every W2 pair has the same size), as does the
+1-thread torch loop at C=100 (990 pairs); `--all-peers` times every pair.
 
 GFLOP/s counts the training matmuls only: 4 * D * (n_a + n_b) per pair and
 epoch (forward and gradient), not the final metrics pass. The matmul peak is a
@@ -46,7 +51,7 @@ LR = 0.01
 
 
 def w2_data(num_classes, n=500, d=512, seed=0):
-  """(C, n, d) float32: relu(class mean + unit Gaussian noise), means ~ N(0, 1)."""
+  """(C, n, d) float32: relu(class mean + N(0, 1) noise), means ~ N(0, 1)."""
   rng = np.random.default_rng(seed)
   means = rng.standard_normal((num_classes, 1, d), dtype=np.float32)
   noise = rng.standard_normal((num_classes, n, d), dtype=np.float32)
@@ -198,12 +203,12 @@ def run_w2(num_classes, args, record):
                flops / timing["first_s"] / 1e9, "-"])
 
   max_pairs = args.peer_max_pairs or 0
-  slow_cut = 0 if args.all_peers else 190  # extrapolate the slow peers
+  slow_cut = not args.all_peers  # extrapolate the slow peers
   for key, (label, _, _) in PEERS.items():
     mp = max_pairs
-    # Default-thread peers starve on a shared 2-core machine: time a subset.
-    if key in ("torch", "sklearn") and slow_cut and (
-        args.quick or num_classes > 20):
+    # Default-thread peers starve on a shared 2-core machine (minutes for
+    # C=20): time 40 pairs and extrapolate (all pairs have the same size).
+    if key in ("torch", "sklearn") and slow_cut:
       mp = min(mp, 40) if mp else 40
     elif key == "torch_1thread" and slow_cut and num_classes > 20:
       mp = min(mp, 990) if mp else 990
@@ -256,8 +261,8 @@ def run_scale(args, record):
   x += rng.standard_normal((c, 1, d), dtype=np.float32)
   rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
   budget = args.scale_budget
-  group = pairwise._choose_group(  # pylint: disable=protected-access
-      c, n, d, len(jax.devices()), budget, None)
+  group = pairwise.classes_per_block(c, n, d, len(jax.devices()),
+                                     memory_budget_bytes=budget)
   blocks = (-(-c // group)) * (-(-c // group) + 1) // 2
   t0 = time.perf_counter()
   res = pairwise.train_pairwise(x, epochs=epochs, memory_budget_bytes=budget)
@@ -295,7 +300,7 @@ def main():
                       help="time peers on the first K pairs and extrapolate "
                            "(0 = all pairs).")
   parser.add_argument("--all-peers", action="store_true",
-                      help="also run default-thread sklearn on all pairs.")
+                      help="time every peer on all pairs (no extrapolation).")
   parser.add_argument("--scale", action="store_true",
                       help="only the C=1000, N=64, D=1024, 5-epoch scale run.")
   parser.add_argument("--scale-classes", type=int, default=1000)
@@ -311,7 +316,7 @@ def main():
     peer_main(args)
     return
 
-  record = {"machine": _common.machine_info()}
+  record = {"machine": _common.machine_info(), "argv": sys.argv[1:]}
   if args.scale:
     run_scale(args, record)
   else:

@@ -343,8 +343,26 @@ def block_bytes(group: int, n_max: int, dim: int, num_devices: int = 1, *,
   return int(4 * floats)
 
 
-def _choose_group(num_classes, n_max, dim, num_devices, budget, group):
-  """Classes per block (a multiple of the device count)."""
+def classes_per_block(num_classes: int, n_max: int, dim: int,
+                      num_devices: int = 1, *,
+                      memory_budget_bytes: int | None = None,
+                      classes_per_chunk: int | None = None) -> int:
+  """Group size g that :func:`train_pairwise` uses (a multiple of devices).
+
+  Args:
+    num_classes: C.
+    n_max: vectors per class after padding.
+    dim: D.
+    num_devices: devices the rows are sharded over.
+    memory_budget_bytes: per-device budget (default 2 GiB), see
+      :func:`block_bytes`.
+    classes_per_chunk: explicit group size; overrides the budget.
+
+  Returns:
+    g; the C classes form ceil(C / g) groups and ceil(C/g) (ceil(C/g) + 1) / 2
+    blocks. g >= C means one block.
+  """
+  budget, group = memory_budget_bytes, classes_per_chunk
   if group is not None:
     if (isinstance(group, bool) or not isinstance(group, (int, np.integer))
         or group < 1):
@@ -442,8 +460,9 @@ def train_pairwise(
   precision = jax.lax.Precision(precision)
   mesh = _default_mesh() if mesh is None else mesh
   num_devices = mesh.size
-  group = _choose_group(num_classes, n_max, dim, num_devices,
-                        memory_budget_bytes, classes_per_chunk)
+  group = classes_per_block(num_classes, n_max, dim, num_devices,
+                            memory_budget_bytes=memory_budget_bytes,
+                            classes_per_chunk=classes_per_chunk)
   num_groups = -(-num_classes // group)
 
   row_spec = PartitionSpec(tuple(mesh.axis_names))

@@ -163,11 +163,24 @@ def test_memory_budget_splits_into_blocks_with_same_result(data, reference,
   n_max = max(len(v) for v in data)
   budget = pairwise.block_bytes(3, n_max, _D)
   assert budget < pairwise.block_bytes(_C, n_max, _D)
+  assert pairwise.classes_per_block(_C, n_max, _D,
+                                    memory_budget_bytes=budget) <= 3
   res = pairwise.train_pairwise(data, mesh=one_device,
                                 memory_budget_bytes=budget)
   np.testing.assert_allclose(res.weights, reference[0], rtol=0, atol=1e-5)
   np.testing.assert_array_equal(res.accuracy,
                                 reference[2].astype(np.float32))
+
+
+def test_thousand_classes_are_planned_within_the_budget():
+  # 499,500 pairs x D=1024 (2 GB of weights) in blocks of a 2 GiB budget.
+  budget = 2 * 2**30
+  g = pairwise.classes_per_block(1000, 64, 1024, memory_budget_bytes=budget)
+  assert g < 1000 and pairwise.block_bytes(g, 64, 1024) <= budget
+  g8 = pairwise.classes_per_block(1000, 64, 1024, 8,
+                                  memory_budget_bytes=budget // 8)
+  assert g8 % 8 == 0 and pairwise.block_bytes(g8, 64, 1024, 8) <= budget // 8
+  assert pairwise.classes_per_block(100, 500, 512) == 100  # W2: one block
 
 
 def test_padded_input_equals_list_input_and_ignores_padding(data, one_device):
