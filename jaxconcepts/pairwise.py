@@ -62,7 +62,6 @@ per-block device budget.
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple, Sequence
 
 import chex
@@ -427,8 +426,8 @@ def train_pairwise(
     vectors: (C, Nmax, D) array, class ``c``'s vectors in rows
       ``[0, counts[c])`` (the rest is padding and ignored), or a list of C
       arrays of shape (n_c, D). Converted to float32.
-    counts: (C,) ints, vectors per class; required meaning only for a padded
-      array (None = all Nmax rows valid); must be None for a list.
+    counts: (C,) ints, vectors per class, for a padded array (None: all Nmax
+      rows are valid); must be None for a list.
     epochs: number of full-batch SGD steps, >= 1.
     lr: learning rate, > 0.
     mesh: devices to shard the class (row) axis of each block over; all axes
@@ -457,7 +456,11 @@ def train_pairwise(
   x, counts = _check_inputs(vectors, counts, epochs, lr, metrics_at)
   num_classes, n_max, dim = x.shape
   chex.assert_shape(counts, (num_classes,))
-  precision = jax.lax.Precision(precision)
+  try:
+    precision = jax.lax.Precision(precision)
+  except ValueError as e:
+    raise ValueError(f"precision must be 'highest', 'high' or 'default', got "
+                     f"{precision!r}.") from e
   mesh = _default_mesh() if mesh is None else mesh
   num_devices = mesh.size
   group = classes_per_block(num_classes, n_max, dim, num_devices,

@@ -294,13 +294,15 @@ def test_bad_counts_raise(data):
     pairwise.train_pairwise(padded[0], counts)
 
 
-def test_bad_chunking_and_metrics_arguments_raise(data):
+def test_bad_chunking_metrics_and_precision_arguments_raise(data):
   with pytest.raises(ValueError, match="classes_per_chunk must be a positive"):
     pairwise.train_pairwise(data, classes_per_chunk=0)
   with pytest.raises(ValueError, match="memory_budget_bytes=100 is too small"):
     pairwise.train_pairwise(data, memory_budget_bytes=100)
   with pytest.raises(ValueError, match="metrics_at must be one of"):
     pairwise.train_pairwise(data, metrics_at="best")
+  with pytest.raises(ValueError, match="precision must be"):
+    pairwise.train_pairwise(data, precision="float64")
 
 
 def test_hyperplane_bad_classes_raise(data, one_device):
