@@ -1,0 +1,104 @@
+r"""The concept paper's evaluation (Herdt & Otero Baguer) on a trained classifier.
+
+Concepts per class, the stitched-image test (Tables 1/2), pairwise contrast
+classifiers for all pairs, the shifting test (Table 3), contrast concepts and
+the bias probe (Table 4) for chosen pairs; see jaxconcepts/concepts_pipeline.py.
+
+  # 1. a classifier (see configs/classifier.py), e.g. the VGG on Fashion-MNIST
+  python train.py --config=configs/classifier.py:source=idx,epochs=4 \
+      --workdir=runs/fmnist_vgg
+  # 2. its concepts (reads the classifier from classifier_workdir)
+  python evaluate.py --config=configs/concepts.py:source=idx \
+      --config.classifier_workdir=runs/fmnist_vgg --workdir=runs/fmnist_vgg_concepts
+
+Quick (a few minutes on 2 CPU cores, digits, fewer samples / images):
+
+  python evaluate.py --config=configs/concepts.py:quick \
+      --config.classifier_workdir=runs/quickstart --workdir=runs/quickstart_concepts
+
+Arguments (after the colon): dataset, source, arch, layer, classes (e.g.
+"0:1:2"; empty = all), score_order, seed, quick.
+"""
+
+import ml_collections
+
+from jaxconcepts import config_utils
+
+# Fashion-MNIST pairs that look alike: (A, B) = why A rather than B.
+_FASHION_PAIRS = ((6, 0), (0, 6), (4, 2), (2, 4), (9, 7), (7, 9))
+_DIGIT_PAIRS = ((7, 1), (1, 7))
+
+
+def get_config(arg=None):
+  a = config_utils.parse_arg(arg, dataset="fashion_mnist", source="tfds", arch="vgg",
+                             layer="conv2a", classes="", score_order="mean_then_relu",
+                             seed=0, quick=False)
+  c = ml_collections.ConfigDict()
+  c.task = "concepts"
+  # The classifier to explain: a workdir written by train.py (config.json +
+  # checkpoints) and which checkpoint ("latest" or a step number).
+  c.classifier_workdir = ml_collections.config_dict.placeholder(str)
+  c.checkpoint = "latest"
+  c.data = config_utils.data_config(a.dataset, a.source, image_size=32)
+  c.arch = a.arch
+  c.split = "test"  # images explained and searched for crops: unseen in training
+  c.max_images = ml_collections.config_dict.placeholder(int)  # cap the split (None: all)
+
+  # Layer: a spatial tap. VGG at 32x32: conv2a (8x8 -> 8x8 crops), conv2 / conv3a
+  # (4x4 -> 16x16 crops). ResNet-10 at 32x32: layer3.0 (8x8).
+  c.layer = a.layer
+  c.classes = (None if not a.classes
+               else tuple(int(x) for x in a.classes.split(":")))  # None = all classes
+  c.n_images_per_class = 60
+  c.n_concepts = 6
+  c.n_crops = 8  # m crops per concept in the figures (the test uses the top 1)
+  c.pool_size = 2  # 2x2 average pooling before the crop search (1 = none)
+
+  # DeepLift + SmoothGrad at the layer.
+  c.n_samples = 20
+  c.noise_std = 0.25
+  c.baseline = 1.0  # white image
+  c.attribution_batch_size = 64
+  # "mean_then_relu" (paper: channel mean, then negatives zeroed) or
+  # "relu_then_mean" (authors' code).
+  config_utils.check_choice("score_order", a.score_order,
+                            ("mean_then_relu", "relu_then_mean"))
+  c.score_order = a.score_order
+
+  # NMF (multiplicative updates).
+  c.nmf_init = "nndsvda"
+  c.nmf_max_iter = 200
+  c.nmf_tol = 1e-4
+  c.class_chunk = 16  # classes per batched NMF
+
+  # Stitched-image test: "auto" | "vertical" | "canvas" | "grid" (see concepts.py);
+  # the result is resized to the input size when the model needs that size.
+  c.stitch_layout = "auto"
+  c.stitch_fill = 0.0  # empty cells: black (the background of MNIST-like data)
+
+  # Contrasting.
+  c.contrast_threshold = 0.25
+  c.epochs = 100
+  c.lr = 0.01
+  c.shift_offsets = (0.0, 0.5, 1.0, 2.0, 10.0, 15.0, 20.0, 35.0, 50.0, 200.0)
+  c.pairs_to_plot = _DIGIT_PAIRS if a.dataset in ("digits", "mnist") else _FASHION_PAIRS
+  c.bias_position = "bottom_right"
+  c.bias_blank = 0.0
+
+  c.eval_batch_size = 256
+  c.crop_batch_size = 256
+  c.shift_batch_size = 16
+  c.seed = a.seed
+
+  if a.quick:
+    c.data = config_utils.data_config("digits", "digits", image_size=32)
+    c.arch = "vgg" if a.arch == "vgg" else a.arch
+    c.n_images_per_class = 12
+    c.n_concepts = 3
+    c.n_crops = 4
+    c.n_samples = 4
+    c.attribution_batch_size = 48
+    c.nmf_max_iter = 100
+    c.epochs = 50
+    c.pairs_to_plot = _DIGIT_PAIRS
+  return c
