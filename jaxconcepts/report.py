@@ -154,3 +154,45 @@ def save_image_grid(path: str, images: Sequence[Sequence[np.ndarray | None]], *,
   plt.close(fig)
   os.replace(tmp, path)
   return path
+
+
+def write_tables(stem: str, tables: Mapping[str, Sequence[Mapping[str, Any]]], *,
+                 title: str, notes: Sequence[str] = (),
+                 columns: Mapping[str, Sequence[str]] | None = None,
+                 extra: Mapping[str, Any] | None = None,
+                 digits: int = 4) -> tuple[str, str]:
+  """Like `write_table` for several named tables in one file pair.
+
+  `<stem>.json` holds {"title", "notes", "tables": {name: {"columns", "rows"}},
+  **extra}; `<stem>.md` the title, the notes, then one `## name` section with a
+  Markdown table per entry of `tables` (in order).
+
+  Args:
+    stem: path without extension.
+    tables: {name: rows}, rows one dict per table row.
+    title: a heading for the Markdown file.
+    notes: lines shown under the title.
+    columns: optional {name: column order} (default: keys in first-seen order).
+    extra: more JSON fields (e.g. the config).
+    digits: decimals in the Markdown tables.
+  """
+  columns = dict(columns or {})
+  payload: dict[str, Any] = {"title": title, "notes": list(notes), "tables": {}}
+  md = [f"# {title}", ""]
+  md += [f"- {n}" for n in notes]
+  if notes:
+    md.append("")
+  for name, rows in tables.items():
+    rows = [dict(r) for r in rows]
+    cols = columns.get(name)
+    if cols is None:
+      cols = []
+      for row in rows:
+        cols.extend(k for k in row if k not in cols)
+    payload["tables"][name] = {"columns": list(cols), "rows": _to_jsonable(rows)}
+    md += [f"## {name}", "", markdown_table(rows, cols, digits), ""]
+  if extra:
+    payload.update(_to_jsonable(dict(extra)))
+  _atomic_write(stem + ".json", json.dumps(payload, indent=2, allow_nan=True) + "\n")
+  _atomic_write(stem + ".md", "\n".join(md))
+  return stem + ".json", stem + ".md"
