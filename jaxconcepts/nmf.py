@@ -71,8 +71,9 @@ import numpy as np
 EPSILON = float(np.finfo(np.float32).eps)
 """Floor for zero denominators (scikit-learn's ``EPSILON``)."""
 
-DEFAULT_BLOCK_ROWS = 256
-"""Rows of ``a`` per block in the one-pass iteration (256 x 1024 float32 = 1 MiB)."""
+RESIDUAL_BLOCK_ROWS = 256
+"""Rows of ``a`` per block when the exact residual is computed without forming
+``w @ h`` (256 x 1024 float32 = 1 MiB, cache sized)."""
 
 _INITS = ("nndsvda", "random", "custom")
 _CHECK_EVERY = 10  # scikit-learn tests convergence every 10 iterations.
@@ -209,7 +210,7 @@ def _one_pass_iteration(a, w, h, inv_s, block_rows, with_residual):
 
 def _two_product_iteration(a, w, h, inv_s, with_residual):
   """One Lee-Seung iteration as two full products (reads a twice)."""
-  sq = (_residual_sq(a, w, h, inv_s, DEFAULT_BLOCK_ROWS) if with_residual
+  sq = (_residual_sq(a, w, h, inv_s, RESIDUAL_BLOCK_ROWS) if with_residual
         else jnp.zeros((), a.dtype))
   w = _mu(w, (a @ h.T) * inv_s, w @ (h @ h.T))
   h = _mu(h, (w.T @ a) * inv_s, (w.T @ w) @ h)
@@ -226,9 +227,13 @@ def _iteration(a, w, h, inv_s, block_rows, with_residual):
 # The iteration loop (scaled units).
 
 
-def _fit_scaled(a, w, h, inv_s, init_offset, *, max_iter, tol, block_rows):
-  """Runs the multiplicative updates; returns (w, h, n_iter, error)."""
-  res_rows = DEFAULT_BLOCK_ROWS if block_rows is None else block_rows
+def _fit_scaled(a, w, h, inv_s, init_offset, max_iter, tol, *, checked,
+                block_rows):
+  """Runs the multiplicative updates; returns (w, h, n_iter, error).
+
+  max_iter (int32) and tol may be traced; `checked` (static) is tol > 0.
+  """
+  res_rows = RESIDUAL_BLOCK_ROWS if block_rows is None else block_rows
   step = functools.partial(_iteration, a, inv_s=inv_s, block_rows=block_rows)
 
   def plain(i, wh):
@@ -236,10 +241,10 @@ def _fit_scaled(a, w, h, inv_s, init_offset, *, max_iter, tol, block_rows):
     w, h, _ = step(*wh, with_residual=False)
     return w, h
 
-  if tol <= 0:  # scikit-learn runs max_iter iterations and never checks.
+  if not checked:  # tol == 0: scikit-learn runs max_iter iterations, no test.
     w, h = lax.fori_loop(0, max_iter, plain, (w, h))
     err = jnp.sqrt(jnp.maximum(_residual_sq(a, w, h, inv_s, res_rows), 0))
-    return w, h, jnp.asarray(max_iter, jnp.int32), err
+    return w, h, max_iter, err
 
   # Each trip of the loop: one iteration that also yields the exact error of
   # the current iterate t (a multiple of 10), the convergence test on it, then
@@ -304,8 +309,7 @@ def _randomized_svd(a, k, key):
   l = min(k + _SVD_OVERSAMPLES, m, n)
   omega = jax.random.normal(key, (n, l), a.dtype)
   q = _qr(a @ omega)
-  for _ in range(_SVD_POWER_ITERS):
-    q = _qr(a @ _qr(a.T @ q))
+  q = lax.fori_loop(0, _SVD_POWER_ITERS, lambda i, q: _qr(a @ _qr(a.T @ q)), q)
   b = q.T @ a
   uh, s, vt = jnp.linalg.svd(b, full_matrices=False)
   return q @ uh[:, :k], s[:k], vt[:k]
@@ -411,8 +415,16 @@ def initialize(a: jax.Array, n_components: int, init: str = "nndsvda",
   return _mask_rows(w * up, row_mask), h * up
 
 
-def _fit_core(a, w0, h0, row_mask, omitted_gram, n_rows, *, max_iter, tol,
-              block_rows):
+def _loop_args(max_iter, tol, dtype):
+  """Traced loop controls and the static switch: is the convergence tested?"""
+  if isinstance(tol, jax.core.Tracer):
+    raise TypeError("tol must be a Python float (0 disables the test).")
+  checked = float(tol) > 0
+  return jnp.asarray(max_iter, jnp.int32), jnp.asarray(tol, dtype), checked
+
+
+def _fit_core(a, w0, h0, row_mask, omitted_gram, n_rows, max_iter, tol, *,
+              checked, block_rows):
   """Fit from (w0, h0) in original units; rows of a outside the mask are 0.
 
   omitted_gram: (k, k) w0_d.T @ w0_d of rows that belong to the problem but are
@@ -426,9 +438,8 @@ def _fit_core(a, w0, h0, row_mask, omitted_gram, n_rows, *, max_iter, tol,
   init_offset = jnp.zeros((), a.dtype)
   if omitted_gram is not None:
     init_offset = jnp.sum((omitted_gram * (down * down)) * (h @ h.T))
-  w, h, n_iter, err = _fit_scaled(a, w, h, inv_s, init_offset,
-                                  max_iter=max_iter, tol=tol,
-                                  block_rows=block_rows)
+  w, h, n_iter, err = _fit_scaled(a, w, h, inv_s, init_offset, max_iter, tol,
+                                  checked=checked, block_rows=block_rows)
   norm = jnp.sqrt(norm_sq_s)
   rel = jnp.where(norm > 0, err / jnp.where(norm > 0, norm, 1), 0)
   up = _pow2(q, a.dtype)
@@ -436,51 +447,68 @@ def _fit_core(a, w0, h0, row_mask, omitted_gram, n_rows, *, max_iter, tol,
 
 
 @functools.partial(
-    jax.jit,
-    static_argnames=("n_components", "init", "max_iter", "tol", "block_rows"))
+    jax.jit, static_argnames=("n_components", "init", "checked", "block_rows"))
+def _nmf_core(a, key, row_mask, w_init, h_init, max_iter, tol, *,
+              n_components, init, checked, block_rows):
+  a = _mask_rows(a, row_mask)
+  w0, h0 = initialize(a, n_components, init, key, row_mask, w_init, h_init)
+  return _fit_core(a, w0, h0, row_mask, None, _n_rows(a, row_mask), max_iter,
+                   tol, checked=checked, block_rows=block_rows)
+
+
 def nmf_unchecked(a: jax.Array, n_components: int, *, init: str = "nndsvda",
                   key: Any = None, row_mask: jax.Array | None = None,
                   w_init: jax.Array | None = None,
                   h_init: jax.Array | None = None, max_iter: int = 200,
                   tol: float = 1e-4,
-                  block_rows: int | None = DEFAULT_BLOCK_ROWS) -> NMFResult:
+                  block_rows: int | None = None) -> NMFResult:
   """Jittable, vmappable NMF core: no value checks, no zero-row skipping.
 
   Same arguments and result as :func:`nmf`, plus ``row_mask`` ((m,) bool:
   rows outside it are not part of the matrix; their ``w`` rows are zero).
   Assumes ``a`` is finite and non-negative and ``1 <= k <= min(m, n)``; use it
   under ``jit`` / ``vmap`` from library code that has checked its inputs.
+  ``n_components``, ``init`` and ``block_rows`` are static; ``max_iter`` may be
+  traced; ``tol`` must be a Python float (whether it is 0 is static).
   """
   chex.assert_rank(a, 2)
-  a = _mask_rows(a, row_mask)
-  w0, h0 = initialize(a, n_components, init, key, row_mask, w_init, h_init)
-  return _fit_core(a, w0, h0, row_mask, None, _n_rows(a, row_mask),
-                   max_iter=max_iter, tol=tol, block_rows=block_rows)
-
-
-@functools.partial(jax.jit, static_argnames=("max_iter", "tol", "block_rows"))
-def _fit_compacted(a_c, w0_c, h0, row_mask_c, omitted_gram, *, max_iter, tol,
-                   block_rows):
-  return _fit_core(a_c, w0_c, h0, row_mask_c, omitted_gram,
-                   jnp.asarray(1, a_c.dtype), max_iter=max_iter, tol=tol,
+  max_iter, tol, checked = _loop_args(max_iter, tol, a.dtype)
+  return _nmf_core(a, key, row_mask, w_init, h_init, max_iter, tol,
+                   n_components=n_components, init=init, checked=checked,
                    block_rows=block_rows)
 
 
-@functools.partial(jax.jit, static_argnames=("max_iter", "tol", "block_rows"))
-def _fit_compacted_batched(a_c, w0_c, h0, row_mask_c, omitted_gram, *,
-                           max_iter, tol, block_rows):
+@functools.partial(jax.jit, static_argnames=("checked", "block_rows"))
+def _fit_compacted(a_c, w0_c, h0, row_mask_c, omitted_gram, max_iter, tol, *,
+                   checked, block_rows):
+  return _fit_core(a_c, w0_c, h0, row_mask_c, omitted_gram,
+                   jnp.asarray(1, a_c.dtype), max_iter, tol, checked=checked,
+                   block_rows=block_rows)
+
+
+@functools.partial(jax.jit, static_argnames=("checked", "block_rows"))
+def _fit_compacted_batched(a_c, w0_c, h0, row_mask_c, omitted_gram, max_iter,
+                           tol, *, checked, block_rows):
   def one(a, w0, h0, msk, gram):
-    return _fit_core(a, w0, h0, msk, gram, jnp.asarray(1, a.dtype),
-                     max_iter=max_iter, tol=tol, block_rows=block_rows)
+    return _fit_core(a, w0, h0, msk, gram, jnp.asarray(1, a.dtype), max_iter,
+                     tol, checked=checked, block_rows=block_rows)
   return jax.vmap(one)(a_c, w0_c, h0, row_mask_c, omitted_gram)
 
 
-@functools.partial(jax.jit, static_argnames=("max_iter", "tol", "block_rows"))
 def transform_unchecked(a: jax.Array, h: jax.Array, *, max_iter: int = 200,
-                        tol: float = 1e-4,
-                        block_rows: int = DEFAULT_BLOCK_ROWS) -> jax.Array:
-  """Jittable core of :func:`transform` (no value checks)."""
+                        tol: float = 1e-4) -> jax.Array:
+  """Jittable core of :func:`transform` (no value checks).
+
+  ``max_iter`` may be traced; ``tol`` must be a Python float.
+  """
   chex.assert_rank([a, h], 2)
+  max_iter, tol, checked = _loop_args(max_iter, tol, a.dtype)
+  return _transform_core(a, h, max_iter, tol, checked=checked)
+
+
+@functools.partial(jax.jit, static_argnames=("checked",))
+def _transform_core(a, h, max_iter, tol, *, checked):
+  block_rows = RESIDUAL_BLOCK_ROWS
   k = h.shape[0]
   q, inv_s, mean_s, _ = _scaled_stats(a, jnp.asarray(a.shape[0], a.dtype))
   down = _pow2(-q, a.dtype)
@@ -496,7 +524,7 @@ def transform_unchecked(a: jax.Array, h: jax.Array, *, max_iter: int = 200,
   def err_of(w):
     return jnp.sqrt(jnp.maximum(_residual_sq(a, w, h, inv_s, block_rows), 0))
 
-  if tol <= 0:
+  if not checked:
     w = lax.fori_loop(0, max_iter, lambda i, w: update(w), w)
     return w * _pow2(q, a.dtype)
 
@@ -607,7 +635,7 @@ def _check_custom(init, w_init, h_init, w_shape, h_shape, check_values, dtype):
 def nmf(a, n_components: int, *, init: str = "nndsvda", max_iter: int = 200,
         tol: float = 1e-4, key: Any = None, w_init=None, h_init=None,
         skip_zero_rows: bool = True,
-        block_rows: int | None = DEFAULT_BLOCK_ROWS,
+        block_rows: int | None = None,
         check_inputs: bool = True) -> NMFResult:
   """Factorises a non-negative matrix: ``a ~= w @ h`` (Frobenius loss).
 
@@ -686,8 +714,9 @@ def _nmf_skipping(a, k, nonzero, *, init, key, w_init, h_init, max_iter, tol,
   keep = np.flatnonzero(nonzero)
   drop = np.flatnonzero(~nonzero)
   w0_drop = w0[drop]
+  max_iter, tol, checked = _loop_args(max_iter, tol, a.dtype)
   res = _fit_compacted(a[keep], w0[keep], h0, None, w0_drop.T @ w0_drop,
-                       max_iter=max_iter, tol=tol, block_rows=block_rows)
+                       max_iter, tol, checked=checked, block_rows=block_rows)
   w = jnp.zeros((a.shape[0], k), a.dtype).at[keep].set(res.w)
   return res._replace(w=w)
 
@@ -695,7 +724,7 @@ def _nmf_skipping(a, k, nonzero, *, init, key, w_init, h_init, max_iter, tol,
 def nmf_batched(a, n_components: int, *, n_valid=None, row_mask=None,
                 init: str = "nndsvda", max_iter: int = 200, tol: float = 1e-4,
                 key: Any = None, skip_zero_rows: bool = True,
-                block_rows: int | None = DEFAULT_BLOCK_ROWS,
+                block_rows: int | None = None,
                 check_inputs: bool = True) -> NMFResult:
   """NMF of a stack of matrices (one per class), batched with ``vmap``.
 
@@ -822,8 +851,9 @@ def _batched_skipping(a, k, keep, row_mask, keys, *, init, max_iter, tol,
   dropped = jnp.logical_and(msk, jnp.logical_not(jnp.asarray(keep)))
   w0_d = jnp.where(dropped[..., None], w0, 0)
   gram = jnp.einsum("bmk,bml->bkl", w0_d, w0_d)
-  res = _fit_compacted_batched(a_c, w0_c, h0, mask_c, gram, max_iter=max_iter,
-                               tol=tol, block_rows=block_rows)
+  max_iter, tol, checked = _loop_args(max_iter, tol, a.dtype)
+  res = _fit_compacted_batched(a_c, w0_c, h0, mask_c, gram, max_iter, tol,
+                               checked=checked, block_rows=block_rows)
   w = jax.vmap(lambda i, wc: jnp.zeros((m, k), a.dtype).at[i].set(
       wc, mode="drop"))(idx, res.w)
   return res._replace(w=w)

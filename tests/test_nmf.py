@@ -49,8 +49,8 @@ def _random_init(a, seed=1):
 # Equality with scikit-learn.
 
 
-@pytest.mark.parametrize("block_rows", [nmf_lib.DEFAULT_BLOCK_ROWS, 37, None],
-                         ids=["one_pass", "one_pass_tail", "two_product"])
+@pytest.mark.parametrize("block_rows", [None, 64, 37],
+                         ids=["two_product", "one_pass", "one_pass_tail"])
 def test_objective_equals_sklearn_mu_after_fixed_iterations(block_rows):
   a = _matrix()
   w0, h0 = _random_init(a)
@@ -67,13 +67,14 @@ def test_objective_equals_sklearn_mu_after_fixed_iterations(block_rows):
       rtol=1e-4)
 
 
-@pytest.mark.parametrize("tol", [1e-3, 1e-4])
-def test_convergence_stops_at_sklearn_iteration(tol):
+@pytest.mark.parametrize("tol,block_rows", [(1e-3, None), (1e-4, 64)],
+                         ids=["two_product", "one_pass"])
+def test_convergence_stops_at_sklearn_iteration(tol, block_rows):
   a = _matrix(seed=3)
   w0, h0 = _random_init(a, seed=4)
   model, w_sk = _sklearn_mu(a, w0, h0, max_iter=200, tol=tol)
   res = nmf_lib.nmf(a, K, init="custom", w_init=w0, h_init=h0, max_iter=200,
-                    tol=tol)
+                    tol=tol, block_rows=block_rows)
   assert int(res.n_iter) == model.n_iter_
   np.testing.assert_allclose(_objective(a, res.w, res.h),
                              _objective(a, w_sk, model.components_), rtol=1e-4)
@@ -153,9 +154,8 @@ def test_transform_with_fixed_iterations_equals_sklearn():
 # Batched entry point, jit, zero-row skipping.
 
 
-@pytest.mark.parametrize("init,zero_rows", [("nndsvda", (5,)), ("random", ())],
-                         ids=["nndsvda_skipping_zero_rows", "random_dense"])
-def test_batched_equals_loop_of_single_calls(init, zero_rows):
+def _padded_stack(zero_rows):
+  """Two classes with 150 and 97 valid rows, padded to 150 with garbage."""
   n_valid = [150, 97]
   mats = [_matrix(m=m, seed=s, zero_rows=zero_rows)
           for s, m in enumerate(n_valid)]
@@ -163,6 +163,13 @@ def test_batched_equals_loop_of_single_calls(init, zero_rows):
   for i, x in enumerate(mats):
     stack[i, :x.shape[0]] = x
   stack[1, 97:] = 7.0  # padding must be ignored
+  return mats, stack, n_valid
+
+
+@pytest.mark.parametrize("init,zero_rows", [("nndsvda", (5,)), ("random", ())],
+                         ids=["nndsvda_skipping_zero_rows", "random_dense"])
+def test_batched_equals_loop_of_single_calls(init, zero_rows):
+  mats, stack, n_valid = _padded_stack(zero_rows)
   keys = jax.random.split(jax.random.key(11), 2)
   res = nmf_lib.nmf_batched(stack, K, n_valid=n_valid, init=init, key=keys,
                             tol=1e-4)
@@ -179,9 +186,8 @@ def test_batched_equals_loop_of_single_calls(init, zero_rows):
 
 
 def test_batched_row_mask_equals_n_valid():
-  stack = np.stack([_matrix(seed=s) for s in range(2)])
-  n_valid = np.array([150, 90])
-  mask = np.arange(150)[None, :] < n_valid[:, None]
+  _, stack, n_valid = _padded_stack((5,))
+  mask = np.arange(150)[None, :] < np.asarray(n_valid)[:, None]
   r1 = nmf_lib.nmf_batched(stack, K, n_valid=n_valid, key=3)
   r2 = nmf_lib.nmf_batched(stack, K, row_mask=mask, key=3)
   np.testing.assert_array_equal(r1.h, r2.h)
