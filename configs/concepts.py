@@ -8,7 +8,7 @@ the bias probe (Table 4) for chosen pairs; see jaxconcepts/concepts_pipeline.py.
   python train.py --config=configs/classifier.py:source=idx,epochs=4 \
       --workdir=runs/fmnist_vgg
   # 2. its concepts (reads the classifier from classifier_workdir)
-  python evaluate.py --config=configs/concepts.py:source=idx \
+  python evaluate.py --config=configs/concepts.py \
       --config.classifier_workdir=runs/fmnist_vgg --workdir=runs/fmnist_vgg_concepts
 
 Quick (a few minutes on 2 CPU cores, digits, fewer samples / images):
@@ -36,9 +36,13 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.task = "concepts"
   # The classifier to explain: a workdir written by train.py (config.json +
-  # checkpoints) and which checkpoint ("latest" or a step number).
+  # checkpoints; default: the evaluate workdir itself) and which checkpoint
+  # (only "latest" for now).
   c.classifier_workdir = ml_collections.config_dict.placeholder(str)
   c.checkpoint = "latest"
+  # The data: by default the data set the classifier was trained on (from its
+  # saved config); set use_classifier_data=False to read `data` instead.
+  c.use_classifier_data = True
   c.data = config_utils.data_config(a.dataset, a.source, image_size=32)
   c.arch = a.arch
   c.split = "test"  # images explained and searched for crops: unseen in training

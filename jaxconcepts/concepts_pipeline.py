@@ -368,11 +368,12 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, mod
   resized = False
   if ok:
     tst = time.time()
-    stitched, probs = {}, {}
+    stitched = {}
     for mode in ("all", "exclude"):
       top1 = np.stack([concept_rows(i, mode)[1][:, 0] for i in range(len(ok))])
       stitched[mode], resized = cl.stitched_images(top1, layout, geometry, apply_fn, fill)
-      probs[mode] = predict_probs(stitched[mode])
+    both = predict_probs(np.concatenate([stitched["all"], stitched["exclude"]]))
+    probs = {"all": both[:len(ok)], "exclude": both[len(ok):]}
     for i, c in enumerate(ok):
       row = rows[c]
       for mode, tag in (("all", "all"), ("exclude", "excl")):
@@ -464,20 +465,22 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, mod
     contrast_stitch_rows.append({**base_row, "status": "ok", "nmf_rel_error": cs.rel_error,
                                  "n_vectors": cs.n_vectors, "prob_a": float(p[a]),
                                  "prob_b": float(p[b]), "argmax": int(p.argmax())})
-    images_b = images[class_idx[b]]
+    from_a = ph_only.image[:, 0] >= 0
+    src = np.where(from_a, ph_only.image[:, 0], ph_all.image[:, 0])
+    patches = np.where(from_a[:, None, None, None], pc_only[:, 0], pc_all[:, 0])
+    found = np.flatnonzero(src >= 0)
+    probe = (ct.bias_probe(predict_probs, images[class_idx[b]], patches[found], a, b,
+                           position=position, blank=blank) if found.size else [])
+    probe = dict(zip(found.tolist(), probe))
     for j in range(k):
-      from_a = ph_only.image[j, 0] >= 0
-      src = int((ph_only if from_a else ph_all).image[j, 0])
-      row = {**base_row, "concept": j, "crop_from_image": src,
-             "crop_image_pred": int(preds[src]) if src >= 0 else None,
-             "crop_from_class_a": bool(from_a)}
-      if src < 0:
-        row["status"] = "failed: no crop found"
-      else:
+      row = {**base_row, "concept": j, "crop_from_image": int(src[j]),
+             "crop_image_pred": int(preds[src[j]]) if src[j] >= 0 else None,
+             "crop_from_class_a": bool(from_a[j])}
+      if j in probe:
         row["status"] = "ok"
-        row.update(ct.bias_probe(predict_probs, images_b,
-                                 (pc_only if from_a else pc_all)[j, 0], a, b,
-                                 position=position, blank=blank))
+        row.update(probe[j])
+      else:
+        row["status"] = "failed: no crop found"
       bias_rows.append(row)
   logging.info("concepts: %d contrast pairs (figures, bias probe) in %.1fs",
                len(plot_pairs), time.time() - tpairs)
@@ -566,3 +569,31 @@ def _config_json(config) -> Any:
   else:
     d = dict(config)
   return report._to_jsonable(d)  # pylint: disable=protected-access
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """`evaluate.py`'s entry for ``config.task == "concepts"``.
+
+  Restores the classifier trained by `train.py` in ``config.classifier_workdir``
+  (default: `workdir` itself; its latest checkpoint), loads its data set (the
+  one in the classifier's saved config when ``config.use_classifier_data``,
+  else ``config.data``) and runs :func:`run_concepts_evaluation`, writing
+  under `workdir`.
+
+  Raises:
+    FileNotFoundError: no trained classifier there (with the command to train one).
+    ValueError: a checkpoint other than "latest" (not supported yet).
+  """
+  from jaxconcepts import classifier  # pylint: disable=g-import-not-at-top
+  checkpoint = str(_cfg(config, "checkpoint", "latest"))
+  if checkpoint != "latest":
+    raise ValueError(f"checkpoint {checkpoint!r} is not supported; only 'latest' is")
+  clf_dir = _cfg(config, "classifier_workdir") or workdir
+  model, variables, clf_config, info = classifier.restore_classifier(clf_dir)
+  data_config = clf_config.data if _cfg(config, "use_classifier_data", True) else config.data
+  logging.info("concepts: classifier %s (%s, step %s) from %s; data %s/%s", info.get("arch"),
+               info.get("num_classes"), info.get("step"), clf_dir, data_config.dataset,
+               data_config.source)
+  dataset = classifier.load_data(data_config)
+  os.makedirs(workdir, exist_ok=True)
+  return run_concepts_evaluation(config, workdir, model, variables, dataset)

@@ -288,30 +288,46 @@ def paste(images: np.ndarray, patch: np.ndarray,
 
 
 def bias_probe(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
-               patch: np.ndarray, a: int, b: int, *,
-               position: str = "bottom_right", blank: float = 0.0) -> dict[str, float]:
+               patches: np.ndarray, a: int, b: int, *,
+               position: str = "bottom_right", blank: float = 0.0) -> list[dict[str, float]]:
   """Table 4: prediction change when a crop is pasted into B's images.
+
+  All images (original, one pasted and one blanked set per patch) go through
+  `predict` in one call.
 
   Args:
     predict: images (n, H, W, C) -> softmax probabilities (n, classes).
     images: (N, H, W, C) images predicted as B.
-    patch: (ph, pw, C) the crop (e.g. a contrast concept of A).
+    patches: (P, ph, pw, C) crops (e.g. the top crop of each contrast concept
+      of A), or one (ph, pw, C) crop.
     a, b: the classes whose mean probabilities are reported.
     position: corner to paste into.
     blank: fill value of the control ("black inserted": 0).
 
   Returns:
-    {orig_a, orig_b, pasted_a, pasted_b, blank_a, blank_b, pct_flipped}:
-    mean probabilities over the images, and the % of images whose argmax
-    becomes A after pasting.
+    One dict per patch: {orig_a, orig_b, pasted_a, pasted_b, blank_a, blank_b,
+    pct_flipped}: mean probabilities over the images, and the % of images whose
+    argmax is A after pasting.
   """
   images = np.asarray(images, np.float32)
-  if images.shape[0] == 0:
+  patches = np.asarray(patches, np.float32)
+  if patches.ndim == 3:
+    patches = patches[None]
+  chex.assert_rank([images, patches], 4)
+  n = images.shape[0]
+  if n == 0:
     raise ValueError(f"no images of class {b} to paste into")
-  pasted = paste(images, patch, position)
-  blanked = paste(images, np.full_like(np.asarray(patch, np.float32), blank), position)
-  p0, p1, p2 = (np.asarray(predict(x)) for x in (images, pasted, blanked))
-  return {"orig_a": float(p0[:, a].mean()), "orig_b": float(p0[:, b].mean()),
-          "pasted_a": float(p1[:, a].mean()), "pasted_b": float(p1[:, b].mean()),
-          "blank_a": float(p2[:, a].mean()), "blank_b": float(p2[:, b].mean()),
-          "pct_flipped": 100.0 * float(np.mean(p1.argmax(-1) == a))}
+  batch = [images]
+  for patch in patches:
+    batch.append(paste(images, patch, position))
+    batch.append(paste(images, np.full_like(patch, blank), position))
+  probs = np.asarray(predict(np.concatenate(batch))).reshape(len(batch), n, -1)
+  p0 = probs[0]
+  out = []
+  for j in range(patches.shape[0]):
+    p1, p2 = probs[1 + 2 * j], probs[2 + 2 * j]
+    out.append({"orig_a": float(p0[:, a].mean()), "orig_b": float(p0[:, b].mean()),
+                "pasted_a": float(p1[:, a].mean()), "pasted_b": float(p1[:, b].mean()),
+                "blank_a": float(p2[:, a].mean()), "blank_b": float(p2[:, b].mean()),
+                "pct_flipped": 100.0 * float(np.mean(p1.argmax(-1) == a))})
+  return out
