@@ -133,6 +133,14 @@ def test_training_killed_with_sigkill_resumes_bitwise_equal(tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   with open(killed / "metrics" / "classifier.json") as f:
     assert [e["epoch"] for e in json.load(f)["epochs"]] == [1, 2, 3]
+  # What the README promises after training: TensorBoard events, then evaluate's results.
+  assert glob.glob(str(full / "tensorboard" / "classifier" / "events.out.tfevents*"))
+  evaluate_cmd = [a.replace("train.py", "evaluate.py") for a in _train_cmd(full)]
+  subprocess.run(evaluate_cmd, check=True, env=_env(), capture_output=True)
+  with open(full / "results" / "classifier.json") as f:
+    rows = json.load(f)["rows"]
+  assert [r["class"] for r in rows] == [str(d) for d in range(10)] + ["all"]
+  assert rows[-1]["n"] == 64 and 0.0 <= rows[-1]["accuracy"] <= 1.0
 
 
 def _config(**data):
