@@ -208,7 +208,8 @@ def test_pair_index_follows_triu_order():
   a, b = np.triu_indices(9, 1)
   np.testing.assert_array_equal(pairwise.pair_index(a, b, 9),
                                 np.arange(pairwise.num_pairs(9)))
-  assert pairwise.pair_index(3, 7, 9) == int(np.flatnonzero((a == 3) & (b == 7))[0])
+  expected = int(np.flatnonzero((a == 3) & (b == 7))[0])
+  assert pairwise.pair_index(3, 7, 9) == expected
 
 
 def test_two_classes_from_a_jax_array(one_device):
@@ -340,6 +341,6 @@ def test_matches_float32_pytorch_loop(data, one_device):
       acc = torch.mean(((out > 0).float() == targets).float())
     np.testing.assert_allclose(res.weights[p], model.weight[0].detach().numpy(),
                                rtol=0, atol=1e-5)
-    np.testing.assert_allclose(res.biases[p], float(model.bias.detach()), rtol=0,
-                               atol=1e-5)
+    np.testing.assert_allclose(res.biases[p], float(model.bias.detach()),
+                               rtol=0, atol=1e-5)
     assert res.accuracy[p] == pytest.approx(float(acc), abs=1e-6)
