@@ -136,3 +136,95 @@ def vgg_variables_from_torch(net: TorchClaDecVGG) -> dict:
     stats[name] = {"bn": {"mean": t(bn.running_mean), "var": t(bn.running_var)}}
   params["logits"] = {"kernel": t(net.fc.weight).T, "bias": t(net.fc.bias)}
   return {"params": params, "batch_stats": stats}
+
+
+# ---------------------------------------------------------------------------
+# Attribution helpers (appended for tests/test_attribution.py and
+# benchmarks/attribution.py).
+
+
+def vgg_layer_modules(net: TorchClaDecVGG) -> dict:
+  """Tap name -> the torch module whose output is that tap (conv-BN-ReLU block)."""
+  return dict(zip(VGG_NAMES, net.features))
+
+
+def fixed_noise_tunnel(attribution_method, noise):
+  """A Captum `NoiseTunnel` that adds the given noise instead of drawing its own.
+
+  Args:
+    attribution_method: e.g. `LayerDeepLift(net, layer)`.
+    noise: (N * n_samples, C, H, W) tensor in NoiseTunnel's order (the
+      samples of image 0 first: `repeat_interleave`), used with
+      `nt_samples_batch_size=None` (one partition).
+
+  Returns:
+    The NoiseTunnel; its attribute `noisy_inputs` records the inputs it fed.
+  """
+  from captum.attr import NoiseTunnel  # pylint: disable=g-import-not-at-top
+
+  class _FixedNoiseTunnel(NoiseTunnel):
+
+    def _add_noise_to_input(self, input, stdev, nt_samples_partition):  # pylint: disable=redefined-builtin
+      del stdev
+      expanded = input.repeat_interleave(nt_samples_partition, dim=0)
+      if expanded.shape != noise.shape:
+        raise ValueError(f"noise has shape {tuple(noise.shape)}, NoiseTunnel needs "
+                         f"{tuple(expanded.shape)}")
+      self.noisy_inputs = expanded + noise
+      return self.noisy_inputs
+
+  return _FixedNoiseTunnel(attribution_method)
+
+
+def separate_relus(net: nn.Module) -> nn.Module:
+  """Gives every BasicBlock of a `TorchResNet` two distinct ReLU modules.
+
+  Captum's DeepLift hooks modules and fails on a ReLU module used twice in
+  one forward pass (torchvision's blocks reuse `self.relu`); this rebinds
+  each block's forward to use `relu` after bn1 and a new `relu_out` after the
+  residual addition. Same function, same state dict.
+  """
+  import types  # pylint: disable=g-import-not-at-top
+
+  def forward(self, x):
+    y = self.relu(self.bn1(self.conv1(x)))
+    y = self.bn2(self.conv2(y))
+    return self.relu_out(y + (x if self.downsample is None else self.downsample(x)))
+
+  for m in net.modules():
+    if isinstance(m, _Basic):
+      m.relu_out = nn.ReLU()
+      m.forward = types.MethodType(forward, m)
+  return net
+
+
+class TorchPoolNet(nn.Module):
+  """Conv 3x3 (1 -> 4) -> ReLU -> conv 1x1 (4 -> 4) -> max-pool 2x2 -> fc.
+
+  The twin of the small split-protocol model in tests/test_attribution.py,
+  for checking the DeepLift max-pool rule against Captum on 8x8x1 inputs. No
+  ReLU is adjacent to the max-pool: Captum 0.9.0's hooks drop the Rescale
+  rule of a ReLU right after a max-pool and its max-pool fallback uses the
+  first sample's gradient (captum issue #1276), so it is not complete there.
+  """
+
+  def __init__(self, num_classes=3):
+    super().__init__()
+    self.conv = nn.Conv2d(1, 4, 3, 1, 1)
+    self.relu = nn.ReLU()
+    self.mix = nn.Conv2d(4, 4, 1)
+    self.pool = nn.MaxPool2d(2, 2)
+    self.fc = nn.Linear(4 * 4 * 4, num_classes)
+
+  def forward(self, x):
+    x = self.pool(self.mix(self.relu(self.conv(x))))
+    return self.fc(torch.flatten(x, 1))
+
+
+def pool_net_variables_from_torch(net: TorchPoolNet) -> dict:
+  """Ports `TorchPoolNet` weights to NHWC Flax params {'conv', 'mix', 'logits'}."""
+  t = lambda v: np.asarray(v.detach().cpu().numpy(), np.float32)
+  fc = t(net.fc.weight).reshape(-1, 4, 4, 4).transpose(2, 3, 1, 0).reshape(64, -1)  # CHW -> HWC
+  conv = lambda m: {"kernel": t(m.weight).transpose(2, 3, 1, 0), "bias": t(m.bias)}
+  return {"params": {"conv": conv(net.conv), "mix": conv(net.mix),
+                     "logits": {"kernel": fc, "bias": t(net.fc.bias)}}}
