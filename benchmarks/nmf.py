@@ -62,6 +62,21 @@ def w1_matrix(seed, m=11760, n=1024, rank=16, zero_row_frac=0.2):
   return a
 
 
+def time_ours(fn, repeats):
+  """Best of `repeats` timed calls of fn(max_iter) after fn(2) compiled it.
+
+  max_iter is a traced argument of the jitted core, so the short warm-up call
+  compiles exactly what the timed calls run.
+  """
+  _common.block(fn(2))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    res = _common.block(fn(None))
+    times.append(time.perf_counter() - t0)
+  return min(times), res
+
+
 def read_bandwidth_gbs(nbytes=256 << 20, repeats=7):
   """Best read bandwidth of a jitted sum over a large float32 array (GB/s)."""
   x = jnp.ones((nbytes // 4,), jnp.float32)
@@ -112,9 +127,16 @@ _PEER_SCRIPT = textwrap.dedent("""
 """)
 
 
-def run_sklearn(a, w0, h0, mode, max_iter, k, repeats):
-  """Times scikit-learn in a subprocess with the unfair OpenBLAS env unset."""
+def run_sklearn(a, w0, h0, mode, max_iter, k, repeats, threads=None):
+  """Times scikit-learn in a subprocess with the unfair OpenBLAS env unset.
+
+  threads: None leaves OpenBLAS's thread count alone (all cores); an int sets
+  OPENBLAS_NUM_THREADS (1 is faster for these skinny products on a busy
+  machine, where spinning BLAS threads wait for a core).
+  """
   env = {key: val for key, val in os.environ.items() if key not in _UNFAIR_ENV}
+  if threads is not None:
+    env["OPENBLAS_NUM_THREADS"] = str(threads)
   with tempfile.TemporaryDirectory() as d:
     np.save(os.path.join(d, "a.npy"), a)
     if w0 is not None:
@@ -157,36 +179,44 @@ def main():
         f"{os.cpu_count()} CPUs; load average {os.getloadavg()}")
   print(f"OpenBLAS variables in this environment: {unfair or 'none'}; "
         "scikit-learn is timed in a subprocess with them unset.")
-  bw = read_bandwidth_gbs()
+  bw_start = read_bandwidth_gbs()
   peak = _common.matmul_peak_gflops(n=1024 if args.quick else 2048)
-  print(f"read bandwidth {bw:.1f} GB/s (jitted sum over 256 MiB); float32 "
-        f"matmul peak {peak['peak_gflops']:.0f} GFLOP/s\n")
+  print(f"read bandwidth {bw_start:.1f} GB/s (jitted sum over 256 MiB; "
+        "measured again at the end, the larger is used); float32 matmul peak "
+        f"{peak['peak_gflops']:.0f} GFLOP/s\n")
 
-  record = {"machine": _common.machine_info(), "bandwidth_gbs": bw,
-            "matmul_peak": peak, "max_iter": max_iter, "k": k, "rows": []}
-  rows = []
+  record = {"machine": _common.machine_info(), "matmul_peak": peak,
+            "max_iter": max_iter, "k": k, "rows": []}
+  raw = []
 
   def add(workload, impl, seconds, rel_err, iters, bytes_a, bytes_read,
           sk_seconds=None, n_iter=None):
-    """One table row; bytes_a: dense A bytes per iteration."""
-    floor = iters * bytes_a / (bw * 1e9)
-    row = {
-        "workload": workload, "impl": impl, "seconds": seconds,
-        "sklearn_over_ours": (sk_seconds / seconds) if sk_seconds else None,
-        "rel_error": rel_err, "iterations": iters, "n_iter": n_iter,
-        "effective_gbs": iters * bytes_a / seconds / 1e9,
-        "actual_read_gbs": iters * bytes_read / seconds / 1e9,
-        "floor_s": floor, "floor_over_time": floor / seconds,
-        "gflops": iters * 4 * bytes_read / 4 * k / seconds / 1e9,
-    }
-    record["rows"].append(row)
-    rows.append([
-        workload, impl, f"{seconds:.3f}",
-        "-" if row["sklearn_over_ours"] is None else
-        f"{row['sklearn_over_ours']:.2f}x",
-        f"{rel_err:.6f}", n_iter if n_iter is not None else iters,
-        f"{row['effective_gbs']:.1f}", f"{floor:.3f}",
-        f"{100 * row['floor_over_time']:.0f}%", f"{row['gflops']:.0f}"])
+    """One result; bytes_a: dense A bytes, bytes_read: bytes per iteration."""
+    raw.append(dict(workload=workload, impl=impl, seconds=seconds,
+                    rel_error=rel_err, iterations=iters, n_iter=n_iter,
+                    bytes_a=bytes_a, bytes_read=bytes_read,
+                    sklearn_seconds=sk_seconds))
+
+  def table(bw):
+    rows = []
+    for r in raw:
+      it, sec = r["iterations"], r["seconds"]
+      r["sklearn_over_ours"] = (r["sklearn_seconds"] / sec
+                                if r["sklearn_seconds"] else None)
+      r["effective_gbs"] = it * r["bytes_a"] / sec / 1e9
+      r["actual_read_gbs"] = it * r["bytes_read"] / sec / 1e9
+      r["floor_s"] = it * r["bytes_a"] / (bw * 1e9)
+      r["floor_over_time"] = r["floor_s"] / sec
+      r["gflops"] = it * r["bytes_read"] * k / sec / 1e9  # 4 m n k flops
+      rows.append([
+          r["workload"], r["impl"], f"{sec:.3f}",
+          "-" if r["sklearn_over_ours"] is None else
+          f"{r['sklearn_over_ours']:.2f}x",
+          f"{r['rel_error']:.6f}",
+          r["n_iter"] if r["n_iter"] is not None else it,
+          f"{r['effective_gbs']:.1f}", f"{r['floor_s']:.3f}",
+          f"{100 * r['floor_over_time']:.0f}%", f"{r['gflops']:.0f}"])
+    return rows
 
   # ------------------------------------------------------------------ W1
   a = w1_matrix(0, m=m, n=n)
@@ -199,36 +229,40 @@ def main():
   w0, h0 = nmf_lib.initialize(aj, k, "random", jax.random.key(0))
   w0n, h0n = np.asarray(w0), np.asarray(h0)
 
-  sk = run_sklearn(a[None], w0n[None], h0n[None], "mu", max_iter, k, repeats)
-  sk_s = sk["best_s"]
-  add("W1", "sklearn mu", sk_s, sk["rel_error"][0], max_iter, bytes_a, bytes_a)
+  # The fair peer: the faster of OpenBLAS with all threads and with one.
+  sk_runs = {t: run_sklearn(a[None], w0n[None], h0n[None], "mu", max_iter, k,
+                            repeats, threads=t) for t in (None, 1)}
+  for t, sk in sk_runs.items():
+    add("W1", f"sklearn mu, {'all' if t is None else t} BLAS thread(s)",
+        sk["best_s"], sk["rel_error"][0], max_iter, bytes_a, bytes_a)
+  peer_threads = min(sk_runs, key=lambda t: sk_runs[t]["best_s"])
+  sk_s = sk_runs[peer_threads]["best_s"]
+  record["peer_threads"] = peer_threads
 
   def ours(label, **kw):
-    fn = lambda: nmf_lib.nmf(aj, k, init="custom", w_init=w0, h_init=h0,
-                             max_iter=max_iter, tol=0, **kw)
-    t = _common.time_call(fn, repeats=repeats)
-    res = fn()
+    fn = lambda it: nmf_lib.nmf(aj, k, init="custom", w_init=w0, h_init=h0,
+                                max_iter=it or max_iter, tol=0, **kw)
+    seconds, res = time_ours(fn, repeats)
     skip = kw.get("skip_zero_rows", True)
     read = (nz_rows * n * 4) if skip else bytes_a
-    add("W1", label, t["best_s"], float(res.rel_error), max_iter, bytes_a,
-        read, sk_s)
-    return t
+    add("W1", label, seconds, float(res.rel_error), max_iter, bytes_a, read,
+        sk_s)
 
   ours("jaxconcepts dense", skip_zero_rows=False)
   ours("jaxconcepts skip", skip_zero_rows=True)
-  if args.compare_forms:
-    ours("jax two-product dense", skip_zero_rows=False, block_rows=None)
-    for br in (64, 128, 512):
-      ours(f"jax one-pass br={br} dense", skip_zero_rows=False, block_rows=br)
+  if args.compare_forms:  # the default is the two-product form
+    for br in (128, 256, 512):
+      ours(f"one-pass form br={br} dense", skip_zero_rows=False,
+           block_rows=br)
 
   if not args.no_cd:
-    cd = run_sklearn(a[None], None, None, "cd", max_iter, k, repeats)
-    fn = lambda: nmf_lib.nmf(aj, k)
-    t = _common.time_call(fn, repeats=repeats)
-    res = fn()
+    cd = run_sklearn(a[None], None, None, "cd", max_iter, k, repeats,
+                     threads=peer_threads)
+    seconds, res = time_ours(
+        lambda it: nmf_lib.nmf(aj, k, max_iter=it or max_iter), repeats)
     add("W1 to tol", "sklearn cd (default)", cd["best_s"], cd["rel_error"][0],
         cd["n_iter"][0], bytes_a, bytes_a, n_iter=cd["n_iter"][0])
-    add("W1 to tol", "jaxconcepts default (mu)", t["best_s"],
+    add("W1 to tol", "jaxconcepts default (mu)", seconds,
         float(res.rel_error), int(res.n_iter), bytes_a, nz_rows * n * 4,
         cd["best_s"], n_iter=int(res.n_iter))
 
@@ -240,7 +274,7 @@ def main():
     w0b, h0b = jax.vmap(
         lambda x, kk: nmf_lib.initialize(x, k, "random", kk))(sj, keys)
     skb = run_sklearn(stack, np.asarray(w0b), np.asarray(h0b), "mu", max_iter,
-                      k, 1)
+                      k, 1, threads=peer_threads)
     bytes_b = stack.nbytes
     nz_b = int(np.any(stack != 0, axis=2).sum())
     print(f"W1b: {n_b} x {stack.shape[1:]} ({bytes_b / 1e6:.0f} MB), "
@@ -251,26 +285,32 @@ def main():
                         ("jaxconcepts vmap skip", True)):
       # nmf_batched takes its init from `key`; the same keys give the same
       # (w0, h0) as above (checked below through the error).
-      fn = lambda skip=skip: nmf_lib.nmf_batched(
-          sj, k, init="random", key=keys, max_iter=max_iter, tol=0,
+      fn = lambda it, skip=skip: nmf_lib.nmf_batched(
+          sj, k, init="random", key=keys, max_iter=it or max_iter, tol=0,
           skip_zero_rows=skip)
-      t = _common.time_call(fn, repeats=1 if args.quick else 2)
-      res = fn()
+      seconds, res = time_ours(fn, 1)
       read = nz_b * n * 4 if skip else bytes_b
-      add("W1b", label, t["best_s"], float(np.mean(np.asarray(res.rel_error))),
+      add("W1b", label, seconds, float(np.mean(np.asarray(res.rel_error))),
           max_iter, bytes_b, read, skb["best_s"])
 
+  bw_end = read_bandwidth_gbs()
+  bw = max(bw_start, bw_end)
+  record.update(bandwidth_gbs=bw, bandwidth_start_gbs=bw_start,
+                bandwidth_end_gbs=bw_end, rows=raw)
   headers = ["workload", "implementation", "seconds", "sklearn/ours",
              "rel error", "iters", "GB/s of A", "floor s", "floor/time",
              "GFLOP/s"]
   print()
-  print(_common.format_table(rows, headers))
-  print(f"\nfloor = iterations x bytes(A) / {bw:.1f} GB/s (A read once per "
-        "iteration); GB/s of A = iterations x bytes(A) / seconds (dense A, "
-        "also for 'skip', which reads only the nonzero rows); GFLOP/s counts "
-        "4 m n k per iteration on the rows actually read. Load average at the "
-        f"end: {os.getloadavg()} on {os.cpu_count()} CPUs: figures are noisy "
-        "when other jobs run.")
+  print(_common.format_table(table(bw), headers))
+  print(f"\nread bandwidth {bw_start:.1f} GB/s at the start, {bw_end:.1f} at the "
+        f"end; floor = iterations x bytes(A) / {bw:.1f} GB/s (A read once per "
+        "iteration). GB/s of A = iterations x bytes(dense A) / seconds, also "
+        "for 'skip', which reads only the nonzero rows. GFLOP/s: 4 m n k per "
+        "iteration on the rows read. scikit-learn ratios use its faster "
+        "configuration on W1 (OPENBLAS_NUM_THREADS="
+        f"{'unset' if peer_threads is None else peer_threads}), also for cd "
+        f"and W1b. Load average at the end: {os.getloadavg()} on "
+        f"{os.cpu_count()} CPUs: figures are noisy when other jobs run.")
   if args.out:
     _common.write_json(args.out, record)
 

@@ -79,6 +79,7 @@ _INITS = ("nndsvda", "random", "custom")
 _CHECK_EVERY = 10  # scikit-learn tests convergence every 10 iterations.
 _SVD_OVERSAMPLES = 10  # scikit-learn's randomized_svd defaults.
 _SVD_POWER_ITERS = 7
+_GRAM_RTOL = 1e-6  # eigenvalues of a Gram matrix: sqrt(1e-6) ~ 8 sqrt(eps32)
 _NNDSVD_TRUNC = 1e-6  # scikit-learn's `eps` in _initialize_nmf.
 _INIT_EXACT_EXPONENT = 10  # nndsvda equals scikit-learn for 4**-10 <= max(a) < 4**11.
 
@@ -295,8 +296,23 @@ def _scaled_stats(a, n_rows):
   return q, inv_s, mean_s, norm_sq_s
 
 
-def _qr(y):
-  return jnp.linalg.qr(y, mode="reduced")[0]
+def _orthonormalize(y, axis):
+  """Orthonormal basis of the dominant span of y's columns (axis=1) or rows.
+
+  Eigen-decomposition of the small Gram matrix, done twice for orthogonality
+  ("Cholesky-QR2" with eigh). Directions weaker than sqrt(eps) x the strongest
+  are dropped (zero vectors), which is harmless for a range finder that keeps
+  the top k of k + 10 directions. Chosen over LAPACK's QR, which runs through
+  a threaded BLAS that slows down by orders of magnitude on a busy machine, and
+  over Gram-Schmidt loops, which compile slowly. Zero rows (axis=1) stay zero.
+  """
+  def once(y):
+    g = y.T @ y if axis == 1 else y @ y.T
+    d, v = jnp.linalg.eigh(g)
+    keep = d > _GRAM_RTOL * jnp.max(d)
+    scale = jnp.where(keep, lax.rsqrt(jnp.where(keep, d, 1)), 0)
+    return y @ (v * scale) if axis == 1 else (v * scale).T @ y
+  return once(once(y))
 
 
 def _randomized_svd(a, k, key):
@@ -308,11 +324,23 @@ def _randomized_svd(a, k, key):
   m, n = a.shape
   l = min(k + _SVD_OVERSAMPLES, m, n)
   omega = jax.random.normal(key, (n, l), a.dtype)
-  q = _qr(a @ omega)
-  q = lax.fori_loop(0, _SVD_POWER_ITERS, lambda i, q: _qr(a @ _qr(a.T @ q)), q)
-  b = q.T @ a
-  uh, s, vt = jnp.linalg.svd(b, full_matrices=False)
-  return q @ uh[:, :k], s[:k], vt[:k]
+  # Products with a are written as a @ x.T and x.T @ a only (x with l << m, n
+  # columns): XLA:CPU is fast at those and slow at a.T @ x, so the row space
+  # iterate z is kept as (l, n) rows instead of (n, l) columns.
+  q = _orthonormalize(a @ omega, 1)  # (m, l)
+
+  def power(i, q):
+    del i
+    z = _orthonormalize(q.T @ a, 0)  # (l, n), rows span a.T q
+    return _orthonormalize(a @ z.T, 1)
+
+  q = lax.fori_loop(0, _SVD_POWER_ITERS, power, q)
+  b = q.T @ a  # (l, n), a ~= q b
+  # SVD of b through an (l, l) core, so that LAPACK only sees a tiny matrix:
+  # b = (b qb^T) qb with qb's rows an orthonormal basis of b's rows.
+  qb = _orthonormalize(b, 0)  # (l, n)
+  uh, s, vt = jnp.linalg.svd(b @ qb.T)
+  return q @ uh[:, :k], s[:k], vt[:k] @ qb
 
 
 def _safe_div(x, d):
