@@ -29,21 +29,32 @@ Entry points:
   the pure, jittable, vmappable cores without value checks, for library code
   that calls them under ``jit`` / ``vmap``.
 
-Memory traffic (the kept design). One iteration needs ``a @ h.T`` (to update
-``w``) and ``w_new.T @ a`` (to update ``h``). The plain two-product form reads
-``a`` twice per iteration. The one-pass form (``block_rows=int``, the default)
-walks ``a`` row block by row block: for each block it computes ``a_b @ h.T``,
-updates ``w_b`` from the old ``h`` and ``h h^T``, and accumulates
-``w_b.T @ a_b`` and ``w_b.T @ w_b`` while the block is still in cache, so ``a``
-is read from memory once per iteration. The exact error needed by the
-convergence test is computed in the same pass (the residual of the previous
-iterate, ``a_b - w_b h``, from the block already in cache), so checking costs
-no extra read either. Which form is faster was measured with
-``benchmarks/nmf.py`` on the development machine (2-core Xeon, XLA:CPU): the
-one-pass form took about 0.75x the time of the two-product form per iteration
-on workload W1 (11760 x 1024, k = 6); see the benchmark for figures on your
-machine (``--compare-forms``). ``block_rows=None`` selects the two-product
-form.
+Memory traffic, and the form kept. One iteration needs ``a @ h.T`` (to
+update ``w``) and ``w_new.T @ a`` (to update ``h``). Two forms are
+implemented:
+
+* two full products (``block_rows=None``, the default), reading ``a`` twice
+  per iteration (plus once every 10 iterations for the exact error);
+* one pass (``block_rows=int``): walk ``a`` row block by row block; for each
+  block compute ``a_b @ h.T``, update ``w_b`` from the old ``h`` and
+  ``h h^T``, and accumulate ``w_b.T @ a_b`` and ``w_b.T @ w_b`` while the block
+  is in cache, so ``a`` is read once per iteration; the exact error for the
+  convergence test comes from the same pass (the residual ``a_b - w_b h`` of
+  the previous iterate), at no extra read.
+
+The two-product form is kept as the default, by measurement
+(``benchmarks/nmf.py --compare-forms``; W1, 11760 x 1024, k = 6, XLA:CPU on a
+2-core Xeon): on the idle machine it took 9.1 ms per iteration against
+11.1 ms for the one-pass form; on one busy core the one-pass form used about
+10% less CPU time, within the noise of the shared machine; for matrices that
+fit in cache the two-product form was 2-4x faster. Why reading ``a`` once
+does not pay here: XLA:CPU's dot kernels for k = 6 columns are compute-bound
+at about 5-8 GB/s of ``a`` per core (``w.T @ a`` is the slow one), below the
+~11 GB/s one core can read, so halving the bytes read saves little, while the
+blocked loop runs small dots one after another (no intra-op threading) and
+pays a fixed cost per block. On accelerators the two large products are the
+natural form as well (a few large kernels rather than a sequential loop of
+small ones).
 
 Reading fewer bytes: all-zero rows of ``a`` (pixels whose attribution was
 negative) do not change ``h`` or the other rows of ``w``: after the first
@@ -684,8 +695,9 @@ def nmf(a, n_components: int, *, init: str = "nndsvda", max_iter: int = 200,
     h_init: (k, n) initial h for ``init="custom"``.
     skip_zero_rows: drop all-zero rows of ``a`` before iterating (exact; reads
       fewer bytes). Needs concrete values.
-    block_rows: rows per block of the one-pass iteration; None for the plain
-      two-product form.
+    block_rows: None (default) for the two-product iteration; an int selects
+      the one-pass iteration with that many rows of ``a`` per block (see the
+      module docstring).
     check_inputs: check values (finite, non-negative). With False, ``a`` may be
       a tracer (inside ``jit`` / ``vmap``); then no rows are skipped. Static
       arguments are always checked.
