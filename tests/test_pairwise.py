@@ -147,6 +147,25 @@ def test_one_device_and_eight_devices_agree(data, one_device,
   np.testing.assert_allclose(r8.loss, r1.loss, rtol=1e-6)
 
 
+def test_eight_devices_with_cross_blocks_agree_with_one_device():
+  # 18 classes in groups of 8 on 8 devices: 3 diagonal and 3 cross blocks,
+  # each with its rows sharded 8 ways (the last group padded with 6 empty
+  # classes), against one unchunked block on one device.
+  data = _data(seed=5, num_classes=18, dim=12)
+  one = Mesh(np.array(jax.devices()[:1]), ("pairs",))
+  eight = Mesh(np.array(jax.devices()), ("pairs",))
+  r1 = pairwise.train_pairwise(data, epochs=20, mesh=one)
+  r8 = pairwise.train_pairwise(data, epochs=20, mesh=eight,
+                               classes_per_chunk=8)
+  np.testing.assert_allclose(r8.weights, r1.weights, rtol=0, atol=1e-6)
+  np.testing.assert_allclose(r8.biases, r1.biases, rtol=0, atol=1e-6)
+  np.testing.assert_array_equal(r8.accuracy, r1.accuracy)
+  np.testing.assert_allclose(r8.loss, r1.loss, rtol=1e-6)
+  w, b, acc, _ = _reference_all(data, epochs=20, lr=0.01)
+  np.testing.assert_allclose(r8.weights, w, rtol=0, atol=1e-5)
+  np.testing.assert_array_equal(r8.accuracy, acc.astype(np.float32))
+
+
 def test_default_mesh_uses_all_devices_and_agrees(data, reference):
   res = pairwise.train_pairwise(data)  # 8 devices: rows padded 7 -> 8
   np.testing.assert_allclose(res.weights, reference[0], rtol=0, atol=1e-5)
