@@ -43,10 +43,12 @@ does not predict as A (Table 2). Layouts:
 * ``"vertical"`` -- the crops concatenated along the height (k * side x side),
   as the authors' code; for models that take any input size (our ResNets,
   global average pooling).
-* ``"canvas"`` -- the crops at native scale in row-major cells of a canvas of
-  the model's input size, the rest filled with ``fill`` (a background value;
-  0 = black for MNIST-like data); needs ``(H // side) * (W // side) >= k``.
-  E.g. the VGG at 32x32, conv2a (8x8 tap): 8x8 crops in a 4x4 cell grid.
+* ``"canvas"`` -- the crops at native scale on a canvas of the model's input
+  size filled with ``fill`` (a background value; 0 = black for MNIST-like
+  data): the near-square grid below, centred, if it fits, else row-major cells
+  of the whole canvas; needs ``(H // side) * (W // side) >= k``. E.g. the VGG
+  at 32x32, conv2a (8x8 tap): six 8x8 crops as a 2 x 3 block (16 x 24) in the
+  middle of a black 32x32 image, where the objects of centred data sets are.
 * ``"grid"`` -- a near-square grid (``ceil(sqrt(k))`` columns), empty cells
   ``fill``.
 * ``"auto"`` (pipeline default) -- ``"vertical"`` if the model takes inputs
@@ -553,21 +555,25 @@ def stitch(crops: np.ndarray, layout: str, *, canvas_hw: Sequence[int] | None = 
   k, ch, cw, c = crops.shape
   if layout == "vertical":
     return crops.reshape(k * ch, cw, c)
-  if layout == "grid":
-    rows, cols = grid_shape(k)
-  else:
+  rows, cols = grid_shape(k)
+  y0 = x0 = 0
+  h_out, w_out = rows * ch, cols * cw
+  if layout == "canvas":
     if canvas_hw is None:
       raise ValueError("layout 'canvas' needs canvas_hw=(H, W)")
-    rows, cols = canvas_hw[0] // ch, canvas_hw[1] // cw
-    if rows * cols < k:
-      raise ValueError(f"a {tuple(canvas_hw)} canvas holds {rows * cols} crops of "
-                       f"{ch}x{cw}, fewer than k={k}; use layout 'grid'")
-  h_out = canvas_hw[0] if layout == "canvas" else rows * ch
-  w_out = canvas_hw[1] if layout == "canvas" else cols * cw
+    h_out, w_out = int(canvas_hw[0]), int(canvas_hw[1])
+    if rows * ch <= h_out and cols * cw <= w_out:  # the block, centred
+      y0, x0 = (h_out - rows * ch) // 2, (w_out - cols * cw) // 2
+    else:  # row-major cells over the whole canvas
+      rows, cols = h_out // ch, w_out // cw
+      if rows * cols < k:
+        raise ValueError(f"a {tuple(canvas_hw)} canvas holds {rows * cols} crops of "
+                         f"{ch}x{cw}, fewer than k={k}; use layout 'grid'")
   out = np.full((h_out, w_out, c), fill, np.float32)
   for i in range(k):
     r, q = divmod(i, cols)
-    out[r * ch:(r + 1) * ch, q * cw:(q + 1) * cw] = crops[i]
+    y, x = y0 + r * ch, x0 + q * cw
+    out[y:y + ch, x:x + cw] = crops[i]
   return out
 
 

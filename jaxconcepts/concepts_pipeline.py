@@ -390,20 +390,21 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, mod
                                [rows[c]["predicted_excl"] for c in ok])
     for i, c in enumerate(ok):
       path = os.path.join(figures_dir, "concepts", f"class_{c:03d}.png")
-      report.save_image_grid(
+      report.save_image_mosaic(
           path, [list(r) for r in _display(concept_rows(i, "all")[1])],
           row_labels=[f"concept {j}" for j in range(k)],
           col_labels=[f"#{j + 1}" for j in range(n_crops)],
           title=f"{rows[c]['name']} ({c}): {k} concepts x top-{n_crops} crops, {layer}")
       files.append(path)
     path = os.path.join(figures_dir, "stitched.png")
-    report.save_image_grid(
+    report.save_image_mosaic(
         path, [[_display(stitched["all"][i]), _display(stitched["exclude"][i])]
                for i in range(len(ok))],
         row_labels=[f"{rows[c]['name']} {rows[c]['prob_all']:.2f}/{rows[c]['prob_excl']:.2f}"
                     for c in ok],
-        col_labels=["crops from all images", "excluding the class"],
-        title=f"stitched images ({layout}{', resized' if resized else ''}), p(class)")
+        title=f"stitched images ({layout}{', resized' if resized else ''})\nleft: crops "
+              "from all images\nright: from images not\npredicted as the class\n"
+              "p(class) left/right")
     files.append(path)
     logging.info("concepts: stitched test and figures in %.1fs", time.time() - tst)
   n_failed = sum(1 for c in classes if c not in concept_sets)
@@ -453,7 +454,7 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, mod
     ph_all, pc_all = concept_rows(i, "all")
     ph_only, pc_only = concept_rows(i, "only")
     path = os.path.join(figures_dir, "contrast", f"{a:03d}_vs_{b:03d}.png")
-    report.save_image_grid(
+    report.save_image_mosaic(
         path, [list(r) for r in _display(pc_all)],
         row_labels=[f"concept {j}" for j in range(k)],
         col_labels=[f"#{j + 1}" for j in range(n_crops)],

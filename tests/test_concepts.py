@@ -272,8 +272,11 @@ def test_stitch_layouts():
   assert v.shape == (48, 8, 1) and v[40, 0, 0] == 5
   g = cl.stitch(crops, "grid", fill=-1)
   assert g.shape == (16, 24, 1) and g[8, 16, 0] == 5
-  c = cl.stitch(crops, "canvas", canvas_hw=(32, 32), fill=-1)
-  assert c.shape == (32, 32, 1) and c[8, 8, 0] == 5 and c[31, 31, 0] == -1
+  c = cl.stitch(crops, "canvas", canvas_hw=(32, 32), fill=-1)  # 2x3 block, centred
+  assert c.shape == (32, 32, 1) and c[8, 4, 0] == 0 and c[16, 20, 0] == 5
+  assert c[7, 4, 0] == c[8, 3, 0] == c[24, 4, 0] == c[8, 28, 0] == -1
+  c = cl.stitch(crops, "canvas", canvas_hw=(24, 16), fill=-1)  # 3x2 cells, row-major
+  assert c.shape == (24, 16, 1) and c[16, 8, 0] == 5
   with pytest.raises(ValueError, match="holds 4 crops"):
     cl.stitch(np.zeros((6, 16, 16, 1)), "canvas", canvas_hw=(32, 32))
 
