@@ -91,7 +91,8 @@ def get_config(arg=None):
 
   c.eval_batch_size = 256
   c.crop_batch_size = 256
-  c.shift_batch_size = 16
+  c.shift_batch_size = 16  # images per compiled shifting call ...
+  c.shift_directions_per_call = 16  # ... times directions (x 10 offsets)
   c.seed = a.seed
 
   if a.quick:

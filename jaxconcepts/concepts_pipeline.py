@@ -133,6 +133,7 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, mod
       shift_offsets, classes, pairs_to_plot, stitch_layout, stitch_fill,
       pool_size, split, max_images, nmf_init, nmf_max_iter, nmf_tol,
       class_chunk, eval_batch_size, crop_batch_size, shift_batch_size,
+      shift_directions_per_call,
       bias_position, bias_blank, seed.
     workdir: output folder; results go to workdir/results, figures to
       workdir/figures.
@@ -515,9 +516,10 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, mod
       h_b = cl.batched_apply(jit_encode, images[class_idx[b]], eval_bs)
       todo = [a for a in others if a in cindex]
       dirs = np.stack([pairwise.hyperplane(result, cindex[a], cindex[b])[0] for a in todo])
-      probs_b = ct.shifting_probs(s.head, h_b, dirs, offsets, shift_bs)
-      base = _softmax_np(cl.batched_apply(jit_head, h_b, eval_bs))
-      per_a = {a: probs_b[i] for i, a in enumerate(todo)}
+      mean_b, arg_b = ct.shifting_stats(s.head, h_b, dirs, offsets, shift_bs,
+                                        int(_cfg(config, "shift_directions_per_call", 16)))
+      base = _softmax_np(cl.batched_apply(jit_head, h_b, eval_bs)).mean(axis=0)
+      per_a = {a: (mean_b[i], arg_b[i]) for i, a in enumerate(todo)}
     for a in others:
       row = {"from_b": b, "to_a": a, "name_b": _name(dataset, b), "name_a": _name(dataset, a)}
       if fail is not None:
@@ -531,7 +533,7 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, mod
         i = pairwise.pair_index(min(cindex[a], cindex[b]), max(cindex[a], cindex[b]),
                                 len(contrast_ok))
         row["pair_train_acc"] = float(result.accuracy[i])
-        row.update(ct.shift_metrics(per_a[a], a, b, offsets, base_probs=base))
+        row.update(ct.shift_metrics_from_stats(*per_a[a], base, a, b, offsets))
       shift_rows.append(row)
     logging.info("concepts: shifting test from class %d/%d (%s) toward %d classes, %.1fs",
                  bi + 1, len(classes), _name(dataset, b), len(per_a), time.time() - ts)

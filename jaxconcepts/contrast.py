@@ -189,6 +189,69 @@ def shifting_probs(head: Callable[[jax.Array], jax.Array], h: np.ndarray,
   return np.concatenate(outs, axis=2)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _shift_stats_chunk(head, h, valid, ws, offsets):
+  """Sums over valid images of the softmax, and the argmax per image."""
+  probs = _shift_probs_chunk(head, h, ws, offsets)  # (P, T, n, classes)
+  sums = jnp.sum(jnp.where(valid[None, None, :, None], probs, 0), axis=2)
+  return sums, jnp.argmax(probs, axis=-1).astype(jnp.int32)
+
+
+def shifting_stats(head: Callable[[jax.Array], jax.Array], h: np.ndarray,
+                   directions: np.ndarray, offsets: Sequence[float] = OFFSETS,
+                   batch_size: int = 16, directions_per_call: int = 16
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """What Table 3 needs from :func:`shifting_probs`, in bounded memory.
+
+  Each compiled call evaluates ``directions_per_call x T x batch_size``
+  shifted activations (the last chunks are padded, so it compiles once);
+  only the mean probabilities and the per-image argmax are kept, so 1000
+  classes (999 directions per class) fit in memory.
+
+  Args:
+    head, h, directions, offsets: as :func:`shifting_probs`.
+    batch_size: images per call.
+    directions_per_call: directions per call.
+
+  Returns:
+    (mean_probs (P, T, classes) float32 -- the softmax averaged over the N
+    images; argmax (P, T, N) int32 -- each image's predicted class).
+  """
+  h = np.asarray(h, np.float32)
+  directions = np.asarray(directions, np.float32)
+  chex.assert_rank(directions, 2)
+  if directions.shape[1] != h.shape[-1]:
+    raise ValueError(f"directions have {directions.shape[1]} channels, the "
+                     f"activations {h.shape[-1]}")
+  n, p = h.shape[0], directions.shape[0]
+  if n == 0 or p == 0:
+    raise ValueError(f"need images and directions, got {n} images, {p} directions")
+  offs = jnp.asarray(offsets, jnp.float32)
+  bs = concepts_lib._check_positive_int("batch_size", batch_size)  # pylint: disable=protected-access
+  bs = min(bs, 1 << (n - 1).bit_length())
+  dp = concepts_lib._check_positive_int("directions_per_call", directions_per_call)  # pylint: disable=protected-access
+  dp = min(dp, 1 << (p - 1).bit_length())
+  sums, args = [], []
+  for d0 in range(0, p, dp):
+    ws = directions[d0:d0 + dp]
+    kd = ws.shape[0]
+    if kd < dp:
+      ws = np.concatenate([ws, np.zeros((dp - kd, ws.shape[1]), ws.dtype)])
+    total, arg = 0.0, []
+    for start in range(0, n, bs):
+      chunk = h[start:start + bs]
+      k = chunk.shape[0]
+      valid = np.arange(bs) < k
+      if k < bs:
+        chunk = np.concatenate([chunk, np.zeros((bs - k,) + h.shape[1:], h.dtype)])
+      s_, a_ = _shift_stats_chunk(head, chunk, valid, ws, offs)
+      total = total + np.asarray(s_)[:kd]
+      arg.append(np.asarray(a_)[:kd, :, :k])
+    sums.append(total / n)
+    args.append(np.concatenate(arg, axis=2))
+  return np.concatenate(sums), np.concatenate(args)
+
+
 def shift_metrics(probs: np.ndarray, a: int, b: int,
                   offsets: Sequence[float] = OFFSETS,
                   thresholds: Sequence[float] = THRESHOLDS,
@@ -217,18 +280,38 @@ def shift_metrics(probs: np.ndarray, a: int, b: int,
     if 0.0 not in offsets:
       raise ValueError("base_probs is needed when 0 is not among the offsets")
     base_probs = probs[offsets.index(0.0)]
-  base = np.asarray(base_probs, np.float64).mean(axis=0)
-  mean = probs.mean(axis=1)  # (T, classes)
+  return shift_metrics_from_stats(probs.mean(axis=1), probs.argmax(axis=-1),
+                                  np.asarray(base_probs, np.float64).mean(axis=0),
+                                  a, b, offsets, thresholds)
+
+
+def shift_metrics_from_stats(mean_probs: np.ndarray, argmax: np.ndarray,
+                             base_mean: np.ndarray, a: int, b: int,
+                             offsets: Sequence[float] = OFFSETS,
+                             thresholds: Sequence[float] = THRESHOLDS) -> dict[str, Any]:
+  """:func:`shift_metrics` from :func:`shifting_stats`' outputs for one pair.
+
+  Args:
+    mean_probs: (T, classes) softmax averaged over the images, per offset.
+    argmax: (T, N) predicted class per offset and image.
+    base_mean: (classes,) unshifted softmax averaged over the images.
+    a, b, offsets, thresholds: as :func:`shift_metrics`.
+  """
+  mean = np.asarray(mean_probs, np.float64)
+  chex.assert_rank([mean, argmax, base_mean], [2, 2, 1])
+  offsets = [float(t) for t in offsets]
+  if len(offsets) != mean.shape[0]:
+    raise ValueError(f"{len(offsets)} offsets for {mean.shape[0]} rows of mean_probs")
   best = int(np.argmax(mean[:, a]))
   shifted = float(mean[best, a])
   majority = int(np.argmax(mean[best]))
   out = {
-      "default_pred": float(base[a]),
-      "default_pred_b": float(base[b]),
+      "default_pred": float(base_mean[a]),
+      "default_pred_b": float(base_mean[b]),
       "shifted_pred": shifted,
       "shifted_pred_b": float(mean[best, b]),
       "best_offset": offsets[best],
-      "flip_rate": float(np.mean(np.argmax(probs[best], axis=-1) == a)),
+      "flip_rate": float(np.mean(np.asarray(argmax)[best] == a)),
       "majority": majority,
   }
   for t in thresholds:

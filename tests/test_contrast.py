@@ -114,6 +114,21 @@ def test_shifting_probs_match_a_direct_loop_over_directions_and_offsets(batch_si
       np.testing.assert_allclose(probs[p, t_i], want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("batch_size,per_call", [(1, 1), (4, 2), (64, 16)])
+def test_shifting_stats_agree_with_the_full_probabilities(batch_size, per_call):
+  h = class_activations(0, n=5)
+  dirs = np.random.default_rng(1).normal(size=(3, C)).astype(np.float32)
+  probs = ct.shifting_probs(toy_head, h, dirs)
+  mean, arg = ct.shifting_stats(toy_head, h, dirs, ct.OFFSETS, batch_size, per_call)
+  assert mean.shape == (3, 10, C) and arg.shape == (3, 10, 5)
+  np.testing.assert_allclose(mean, probs.mean(axis=2), rtol=1e-5, atol=1e-7)
+  np.testing.assert_array_equal(arg, probs.argmax(-1))
+  base = probs[0, 0]
+  for p in range(3):
+    assert ct.shift_metrics(probs[p], 1, 0) == pytest.approx(
+        ct.shift_metrics_from_stats(mean[p], arg[p], base.mean(0), 1, 0))
+
+
 def test_shifting_toward_a_swaps_the_prediction_and_away_does_not():
   a, b = 2, 0
   h = class_activations(b)
