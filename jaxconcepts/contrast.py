@@ -203,8 +203,9 @@ def shifting_stats(head: Callable[[jax.Array], jax.Array], h: np.ndarray,
                    ) -> tuple[np.ndarray, np.ndarray]:
   """What Table 3 needs from :func:`shifting_probs`, in bounded memory.
 
-  Each compiled call evaluates ``directions_per_call x T x batch_size``
-  shifted activations (the last chunks are padded, so it compiles once);
+  Each compiled call evaluates ``min(directions_per_call, P) x T x
+  batch_size`` shifted activations (the last chunks are padded, so it
+  compiles once for a given P);
   only the mean probabilities and the per-image argmax are kept, so 1000
   classes (999 directions per class) fit in memory.
 
@@ -230,7 +231,7 @@ def shifting_stats(head: Callable[[jax.Array], jax.Array], h: np.ndarray,
   bs = concepts_lib._check_positive_int("batch_size", batch_size)  # pylint: disable=protected-access
   bs = min(bs, 1 << (n - 1).bit_length())
   dp = concepts_lib._check_positive_int("directions_per_call", directions_per_call)  # pylint: disable=protected-access
-  dp = min(dp, 1 << (p - 1).bit_length())
+  dp = min(dp, p)  # p is the same for every class of a run: one compilation
   sums, args = [], []
   for d0 in range(0, p, dp):
     ws = directions[d0:d0 + dp]
