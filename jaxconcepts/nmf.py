@@ -42,19 +42,22 @@ implemented:
   convergence test comes from the same pass (the residual ``a_b - w_b h`` of
   the previous iterate), at no extra read.
 
-The two-product form is kept as the default, by measurement
+The two-product form is kept as the default. Measurements
 (``benchmarks/nmf.py --compare-forms``; W1, 11760 x 1024, k = 6, XLA:CPU on a
-2-core Xeon): on the idle machine it took 9.1 ms per iteration against
-11.1 ms for the one-pass form; on one busy core the one-pass form used about
-10% less CPU time, within the noise of the shared machine; for matrices that
-fit in cache the two-product form was 2-4x faster. Why reading ``a`` once
-does not pay here: XLA:CPU's dot kernels for k = 6 columns are compute-bound
-at about 5-8 GB/s of ``a`` per core (``w.T @ a`` is the slow one), below the
-~11 GB/s one core can read, so halving the bytes read saves little, while the
-blocked loop runs small dots one after another (no intra-op threading) and
-pays a fixed cost per block. On accelerators the two large products are the
-natural form as well (a few large kernels rather than a sequential loop of
-small ones).
+2-core Xeon shared with other jobs): on the idle machine the two-product form
+took 9.1 ms per iteration against 11.1 ms for the one-pass form; on one core
+the one-pass form used 5-15% less CPU time; for matrices that fit in cache the
+two-product form was 2-4x faster; under heavy load (load average ~10 on 2
+cores) the one-pass form with 512-row blocks was faster in one full run (5.9 s
+against 9.1 s for 200 iterations) and not in the next, so the load decides
+more than the form there. Why reading ``a`` once does not pay on XLA:CPU: the
+dot kernels for k = 6 columns are compute-bound at about 5-8 GB/s of ``a``
+per core (``w.T @ a`` is the slow one), below the ~11 GB/s one core can read,
+so halving the bytes read saves little, while the blocked loop runs small dots
+one after another (no intra-op threading) and pays a fixed cost per block. On
+accelerators the two large products are the natural form too (a few large
+kernels rather than a sequential loop of small ones). The one-pass form stays
+available (``block_rows=512`` is a good value on CPU).
 
 Reading fewer bytes: all-zero rows of ``a`` (pixels whose attribution was
 negative) do not change ``h`` or the other rows of ``w``: after the first
@@ -117,7 +120,7 @@ class NMFResult(NamedTuple):
 
 
 def _scale_exponent(amax: jax.Array) -> jax.Array:
-  """Integer q with ``amax / 4**q`` in [0.25, 2) (0 for amax == 0)."""
+  """Integer q with ``amax / 4**q`` in [0.5, 2) (0 for amax == 0)."""
   _, p = jnp.frexp(amax)  # amax = f * 2**p, f in [0.5, 1).
   q = jnp.floor_divide(p, 2)
   q = jnp.where(amax > 0, q, 0)
@@ -135,10 +138,6 @@ def _mu(x: jax.Array, num: jax.Array, den: jax.Array) -> jax.Array:
   # (x * num) / den rather than x * (num / den): a zero entry stays zero even
   # where num / den would overflow. Equal to scikit-learn up to rounding.
   return (x * num) / den
-
-
-def _default_key(key):
-  return jax.random.key(0) if key is None else key
 
 
 def _as_key(key):
@@ -311,11 +310,12 @@ def _orthonormalize(y, axis):
   """Orthonormal basis of the dominant span of y's columns (axis=1) or rows.
 
   Eigen-decomposition of the small Gram matrix, done twice for orthogonality
-  ("Cholesky-QR2" with eigh). Directions weaker than sqrt(eps) x the strongest
-  are dropped (zero vectors), which is harmless for a range finder that keeps
-  the top k of k + 10 directions. Chosen over LAPACK's QR, which runs through
-  a threaded BLAS that slows down by orders of magnitude on a busy machine, and
-  over Gram-Schmidt loops, which compile slowly. Zero rows (axis=1) stay zero.
+  (like Cholesky-QR2, with eigh). Directions with a singular value below 1e-3
+  x the largest are dropped (zero vectors): harmless for a range finder that
+  keeps the top k of k + 10 directions unless the k-th singular value of the
+  matrix is that small. Chosen over LAPACK's QR, which runs through a threaded
+  BLAS that slows down by orders of magnitude on a busy machine, and over
+  Gram-Schmidt loops, which compile slowly. Zero rows (axis=1) stay zero.
   """
   def once(y):
     g = y.T @ y if axis == 1 else y @ y.T
@@ -329,8 +329,9 @@ def _orthonormalize(y, axis):
 def _randomized_svd(a, k, key):
   """Top-k SVD of a by a randomized range finder (Halko et al.).
 
-  As scikit-learn's randomized_svd (10 oversamples, 7 power iterations) but
-  QR-normalised at every step. Rows of a that are zero give zero rows of u.
+  As scikit-learn's randomized_svd (10 oversamples, 7 power iterations), with
+  the iterate orthonormalised after every product. Rows of a that are zero
+  give zero rows of u.
   """
   m, n = a.shape
   l = min(k + _SVD_OVERSAMPLES, m, n)
@@ -391,7 +392,7 @@ def _init_scaled(a, k, init, key, mean_s, q, w_init, h_init):
   if init == "custom":
     down = _pow2(-q, dtype)
     return jnp.asarray(w_init, dtype) * down, jnp.asarray(h_init, dtype) * down
-  key = _default_key(key)
+  key = _as_key(key)
   if init == "random":
     avg = jnp.sqrt(mean_s / k)
     kh, kw = jax.random.split(key)
