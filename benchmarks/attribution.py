@@ -8,16 +8,21 @@ noise std 0.25, baseline the scalar 1.0.
 
 Rows:
 * jaxconcepts `layer_deeplift_smoothgrad` (noise drawn in the jitted program),
-  all 60 images in one call, at the default `batch_size` and others;
+  all 60 images in one call, at the default `batch_size` (and others with
+  `--batch-sizes`);
 * Captum `NoiseTunnel(LayerDeepLift)` on all 60 images, default
   `nt_samples_batch_size` (all 20 samples in one partition) and
-  `nt_samples_batch_size=1` (20 partitions; the faster one on CPU);
+  `nt_samples_batch_size=1` (20 partitions), each with torch's default
+  intra-op threads and with one thread (on a loaded machine OpenMP's
+  spinning threads can make the default far slower); "Captum's fastest" is
+  the best of these four;
 * Captum the reference code's way: one image per `attribute` call.
 
 A fresh Captum object is built for every call (Captum 0.9.0 leaks DeepLift
-hook handles, so a reused object slows down call after call). Every row is
-the best of a few repeats after a warm-up call (jit compilation and torch's
-first-call costs excluded; the compile time is printed separately). Agreement
+hook handles, so a reused object slows down call after call). Calls are timed
+in interleaved rounds (every row once per round) so that load drifts hit all
+rows alike; each row reports the best and median of its rounds, and its first
+call (jit compilation, torch warm-up) separately. Agreement
 is the max |ours - Captum| / max |Captum| on the same 60 images with the same
 noise tensors fed to both (a NoiseTunnel that adds our noise). The machine may
 be shared with other jobs: compare ratios within one run.
@@ -107,16 +112,52 @@ def agreement(peer, model, variables, net, x):
   return err, float(np.abs(np.asarray(ours.delta)).max())
 
 
+def interleaved(entries, repeats):
+  """Times [(name, fn, max_repeats)] in rounds so that load drifts hit all alike.
+
+  Returns {name: {"first_s", "best_s", "median_s", "all_s"}}; the first call
+  of each (compilation, warm-up) is timed separately.
+  """
+  import statistics  # pylint: disable=g-import-not-at-top
+  times = {name: [] for name, _, _ in entries}
+  first = {}
+  for name, fn, _ in entries:
+    t0 = time.perf_counter()
+    _common.block(fn())
+    first[name] = time.perf_counter() - t0
+  for r in range(repeats):
+    for name, fn, reps in entries:
+      if r < reps:
+        t0 = time.perf_counter()
+        _common.block(fn())
+        times[name].append(time.perf_counter() - t0)
+  return {name: {"first_s": first[name], "best_s": min(t), "median_s": statistics.median(t),
+                 "all_s": t} for name, t in times.items()}
+
+
+def with_threads(torch, n, fn):
+  """Runs fn() with torch's intra-op threads set to n (restored afterwards)."""
+  def call():
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+      return fn()
+    finally:
+      torch.set_num_threads(old)
+  return call
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--quick", action="store_true", help="12 images, 1 repeat")
   parser.add_argument("--out", help="write the results as JSON here")
-  parser.add_argument("--batch-sizes", default="240,1200",
+  parser.add_argument("--batch-sizes", default="256",
                       help="jaxconcepts batch sizes (forward passes per chunk) to time")
+  parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
   warnings.filterwarnings("ignore")  # Captum warns on every DeepLift call.
   n = 12 if args.quick else N_IMAGES
-  repeats = 1 if args.quick else 3
+  repeats = 1 if args.quick else args.repeats
 
   import jax  # pylint: disable=g-import-not-at-top
   from jaxconcepts import attribution  # pylint: disable=g-import-not-at-top
@@ -124,54 +165,56 @@ def main():
   model, variables, net = build(peer)
   x = w3_images(n)
   key = jax.random.PRNGKey(1)
-  info = _common.machine_info()
   print(f"W3: ClaDec VGG, {n} images 32x32x1, layer {LAYER} (4x4x128), target {TARGET}, "
         f"DeepLift + SmoothGrad ({N_SAMPLES} samples, std {STD}), baseline {BASELINE}")
-  print(f"machine: {info}")
+  info_before = _common.machine_info()
+  print(f"machine: {info_before}", flush=True)
 
-  rows, record = [], {"machine": info, "n_images": n, "runs": {}}
-
-  def add(name, fn, reps=repeats):
-    t = _common.time_call(fn, repeats=reps)
-    ips = n / t["best_s"]
-    record["runs"][name] = {**t, "images_per_s": ips}
-    rows.append([name, t["best_s"], t["median_s"], ips])
-    print(f"  {name}: best {t['best_s']:.3f} s ({ips:.1f} images/s), first call {t['first_s']:.2f} s",
-          flush=True)
-    return ips
-
-  ours = {}
+  entries = []
   for bs in [int(b) for b in args.batch_sizes.split(",")]:
-    ours[bs] = add(f"jaxconcepts batch_size={bs}", lambda bs=bs: attribution.layer_deeplift_smoothgrad(
+    entries.append((f"jaxconcepts batch_size={bs}", lambda bs=bs: attribution.layer_deeplift_smoothgrad(
         model, variables, x, TARGET, LAYER, n_samples=N_SAMPLES, std=STD, baseline=BASELINE,
-        key=key, batch_size=bs))
-  best_ours = max(ours.values())
-  peers = {}
+        key=key, batch_size=bs), repeats))
+  ours_names = [e[0] for e in entries]
   if peer is not None:
     torch = peer[0]
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
-    peers["captum default"] = add("captum NoiseTunnel(LayerDeepLift) default",
-                                  lambda: captum_call(peer, net, xt, None))
-    peers["captum nt_samples_batch_size=1"] = add(
-        "captum NoiseTunnel(LayerDeepLift) nt_samples_batch_size=1",
-        lambda: captum_call(peer, net, xt, 1))
-    peers["captum one image per call"] = add(
-        "captum one image per call (reference code)", lambda: captum_one_at_a_time(peer, net, xt),
-        reps=1)
+    threads = torch.get_num_threads()
+    for nt_batch in (None, 1):
+      for th in sorted({threads, 1}, reverse=True):
+        label = "default" if nt_batch is None else f"nt_samples_batch_size={nt_batch}"
+        entries.append((f"captum NoiseTunnel(LayerDeepLift) {label}, {th} thread(s)",
+                        with_threads(torch, th, lambda b=nt_batch: captum_call(peer, net, xt, b)),
+                        repeats))
+    entries.append((f"captum one image per call (reference code), {threads} thread(s)",
+                    lambda: captum_one_at_a_time(peer, net, xt), 1))
+  runs = interleaved(entries, repeats)
+  record = {"machine_before": info_before, "machine_after": _common.machine_info(),
+            "n_images": n, "runs": runs}
+  rows = []
+  for name, t in runs.items():
+    t["images_per_s"] = n / t["best_s"]
+    rows.append([name, t["first_s"], t["best_s"], t["median_s"], t["images_per_s"]])
+  print()
+  print(_common.format_table(rows, ["run", "first s", "best s", "median s", "images/s"]))
+  print(f"load average after: {record['machine_after'].get('loadavg')}")
+  print()
+  best_ours = max(runs[k]["images_per_s"] for k in ours_names)
+  if peer is not None:
+    peers = {k: v["images_per_s"] for k, v in runs.items() if k not in ours_names}
+    record["ratios"] = {k: best_ours / v for k, v in peers.items()}
+    for k, v in peers.items():
+      print(f"jaxconcepts / {k}: {best_ours / v:.2f}x")
+    captum_batched = {k: v for k, v in peers.items() if "one image" not in k}
+    fastest = max(captum_batched, key=captum_batched.get)
+    record["ratio_vs_fastest_captum"] = best_ours / captum_batched[fastest]
+    print(f"vs Captum's fastest setting ({fastest}): "
+          f"{record['ratio_vs_fastest_captum']:.2f}x (goal >= 2x)")
     err, delta = agreement(peer, model, variables, net, x)
     record["agreement_max_rel_err"] = err
     record["max_abs_completeness_delta"] = delta
-  print()
-  print(_common.format_table(rows, ["run", "best s", "median s", "images/s"]))
-  print()
-  if peers:
-    fastest = max(peers.values())
-    record["ratios"] = {k: best_ours / v for k, v in peers.items()}
-    for k, v in peers.items():
-      print(f"jaxconcepts (best) / {k}: {best_ours / v:.2f}x")
-    print(f"vs Captum's fastest setting: {best_ours / fastest:.2f}x (goal >= 2x)")
-    print(f"agreement with Captum (same noise): max rel err {record['agreement_max_rel_err']:.2e}; "
-          f"max |completeness delta| {record['max_abs_completeness_delta']:.2e}")
+    print(f"agreement with Captum fed the same noise: max rel err {err:.2e}; "
+          f"max |completeness delta| {delta:.2e}")
   if args.out:
     _common.write_json(args.out, record)
 

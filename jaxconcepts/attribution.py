@@ -305,7 +305,6 @@ class _Plan:
   model: nn.Module
   layer: str | None
   n_samples: int  # 0: no SmoothGrad
-  std: float
   images_per_chunk: int
   samples_per_group: int
   n_groups: int
@@ -398,7 +397,7 @@ def _noise(key, std, image_index, sample_index, shape, dtype):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _run(plan: _Plan, variables, x, target, baseline, key, noise):
+def _run(plan: _Plan, variables, x, target, baseline, key, noise, std):
   """The chunked, vmapped driver.
 
   Returns:
@@ -447,7 +446,7 @@ def _run(plan: _Plan, variables, x, target, baseline, key, noise):
         elif plan.explicit_noise:
           samples = xi[None] + jax.lax.dynamic_slice_in_dim(nzi, gi * gs, gs, 0)
         else:
-          nzs = jax.vmap(lambda s: _noise(key, plan.std, ii, s, xi.shape, xi.dtype))(s_idx)
+          nzs = jax.vmap(lambda s: _noise(key, std, ii, s, xi.shape, xi.dtype))(s_idx)
           samples = xi[None] + nzs
         return _kernel(plan, variables, samples, ti, refi)
 
@@ -622,10 +621,11 @@ def _plan_and_args(method: str, model: nn.Module, variables, x, target, layer, *
     c, gs = 1, per_chunk
     ng = -(-samples // gs)
   plan = _Plan(method=method, model=model, layer=name, n_samples=n_samples,
-               std=float(std), images_per_chunk=c,
+               images_per_chunk=c,
                samples_per_group=gs, n_groups=ng, shared_baseline=shared,
                explicit_noise=noise is not None, **extra)
-  return plan, smoothing, (variables, x, target, baseline, key, noise)
+  return plan, smoothing, (variables, x, target, baseline, key, noise,
+                           jnp.asarray(std, x.dtype))
 
 
 def _smooth(mean, mean_sq, smoothing):
