@@ -16,16 +16,18 @@ for one target logit per image (pre-softmax):
   that sees its own pre-activation ``x`` and the reference's ``x0`` and
   back-propagates ``(f(x) - f(x0)) / (x - x0)``, or the plain gradient where
   ``|x - x0| < eps`` (Captum's rule, ``eps = 1e-10``); max-pools follow
-  Captum's DeepLift max-pool rule. Attributions are
-  ``(h(x) - h(x0)) * multipliers``, and the completeness delta
+  Captum's DeepLift max-pool formula (:func:`max_pool_rule`). Attributions
+  are ``(h(x) - h(x0)) * multipliers``, and the completeness delta
   ``sum(attributions) - (f(x) - f(x0))`` is returned with them;
 * :func:`deeplift_ig` - an integrated-gradients-style approximation of
   DeepLift that needs nothing from the model (any differentiable function):
   the multipliers are the average gradient of the head along the straight line
   from ``h(x0)`` to ``h(x)`` (:func:`path_integral` is the same for any
-  function of a batch). For a head with a single nonlinearity between ``h``
-  and the logit this is exactly the Rescale rule; in general it converges to
-  the Aumann-Shapley value, with completeness exact in the limit;
+  function of a batch). For a linear head it equals DeepLift exactly; for a
+  head with one layer of elementwise nonlinearities it converges to the
+  Rescale multipliers as ``n_steps`` grows (the average slope along the line
+  is the secant); deeper heads differ from DeepLift (both are complete:
+  completeness holds for IG in the limit);
 * SmoothGrad around any of them (``n_samples`` noisy copies of each image,
   noise ``std`` in input units; ``smoothing="mean" | "square" | "vargrad"``),
   built in (every method takes ``n_samples=``) or around any function with
@@ -52,6 +54,20 @@ whose nonlinearities all go through its ``act`` (elementwise) and
 eval mode, dropout off and global average pooling are linear and need no
 rule). A nonlinearity the model does not expose is differentiated plainly,
 which shows up as a non-zero completeness delta.
+
+Max-pools and Captum. The max-pool rule routes ``g * (max(y, y0) - y0)``
+through the pool's VJP at ``x`` and ``g * (y - max(y, y0))`` through the VJP at
+``x0`` and divides by ``x - x0`` - Captum's formula, complete to rounding,
+and equal to Captum 0.9.0 where Captum is complete (tested on a model with no
+ReLU next to the pool). Captum 0.9.0 is not complete when a ReLU feeds or
+follows the pool (a ResNet stem): its max-pool fallback uses the first
+sample's gradient (captum issue #1276), its hooks hand the pool the plain
+gradient of an adjacent ReLU instead of the Rescaled one, and its
+``max_unpool`` overwrites instead of adding where 3x3/2 windows overlap. So
+input-level DeepLift through a ResNet-18/34/50 stem differs from Captum's
+(ours has a zero delta, Captum's does not); attributions at ``layer1.0`` or
+deeper never pass the stem and are unaffected. Our ResNet-10 (CIFAR stem)
+has no max-pool.
 
 Shapes: inputs ``x`` are (N, H, W, C) floats; attributions have the shape of
 ``x`` (``layer=None``) or of the layer's activations (N, *h.shape); targets are
@@ -112,21 +128,27 @@ def rescale_rule(fn: Callable[[jax.Array], jax.Array],
     ``(fn(x) - fn(x_ref)) / (x - x_ref)``; ``x_ref`` broadcasts against ``x``
     (e.g. one reference for a batch of noisy inputs) and gets no cotangent.
   """
+  op = _rescale_op(fn, eps)
+  return lambda x, x_ref: op(x, x_ref, fn(x_ref))
+
+
+def _rescale_op(fn, eps):
+  """``op(x, x_ref, y_ref) = fn(x)`` with the Rescale VJP; ``y_ref = fn(x_ref)``."""
 
   @jax.custom_vjp
-  def op(x, x_ref):
-    del x_ref
+  def op(x, x_ref, y_ref):
+    del x_ref, y_ref
     return fn(x)
 
-  def fwd(x, x_ref):
+  def fwd(x, x_ref, y_ref):
     y, slope = jax.jvp(fn, (x,), (jnp.ones_like(x),))
     dx = x - x_ref
     small = jnp.abs(dx) < eps
-    secant = (y - fn(x_ref)) / jnp.where(small, jnp.ones_like(dx), dx)
+    secant = (y - y_ref) / jnp.where(small, jnp.ones_like(dx), dx)
     return y, jnp.where(small, slope, secant)
 
   def bwd(multiplier, g):
-    return g * multiplier, None
+    return g * multiplier, None, None
 
   op.defvjp(fwd, bwd)
   return op
@@ -176,31 +198,39 @@ def max_pool_rule(pool: Callable[[jax.Array], jax.Array],
 
 
 class _Tape:
-  """Reference inputs of a model's replaceable ops, recorded and replayed in call order."""
+  """The reference's inputs and outputs of a model's replaceable ops, in call order.
 
-  def __init__(self, refs: Sequence[jax.Array] = ()):
+  A recording pass on the reference stores ``(x0, f(x0))`` for every call of
+  ``act`` / ``max_pool``; the pass on the inputs replays them, each call
+  taking the next stored pair, so the reference's forward pass is never
+  repeated.
+  """
+
+  def __init__(self, refs: Sequence[tuple[jax.Array, jax.Array]] = ()):
     self.refs = list(refs)
     self.pos = 0
 
   def record(self, fn: Callable) -> Callable:
     def call(x):
-      self.refs.append(x)
-      return fn(x)
+      y = fn(x)
+      self.refs.append((x, y))
+      return y
     return call
 
   def replay(self, rule: Callable) -> Callable:
+    """`rule(x, x_ref, y_ref)` applied with the next recorded reference."""
     def call(x):
       if self.pos >= len(self.refs):
         raise RuntimeError(
             "the model called its nonlinearities more often on the input than on the "
             "reference; exact DeepLift needs the same sequence of `act` / `max_pool` calls")
-      ref = self.refs[self.pos]
+      x_ref, y_ref = self.refs[self.pos]
       self.pos += 1
-      if ref.shape[1:] != x.shape[1:]:
+      if x_ref.shape[1:] != x.shape[1:]:
         raise RuntimeError(
             f"nonlinearity call {self.pos} sees shape {x.shape[1:]} on the input but "
-            f"{ref.shape[1:]} on the reference; the calls are not in the same order")
-      return rule(x, ref)
+            f"{x_ref.shape[1:]} on the reference; the calls are not in the same order")
+      return rule(x, x_ref, y_ref)
     return call
 
 
@@ -216,9 +246,10 @@ def _recording_model(model: nn.Module, tape: _Tape) -> nn.Module:
 
 
 def _deeplift_model(model: nn.Module, tape: _Tape, eps: float) -> nn.Module:
-  overrides = {"act": tape.replay(rescale_rule(model.act, eps))}
+  overrides = {"act": tape.replay(_rescale_op(model.act, eps))}
   if _has_field(model, "max_pool"):
-    overrides["max_pool"] = tape.replay(max_pool_rule(model.max_pool, eps))
+    pool_rule = max_pool_rule(model.max_pool, eps)
+    overrides["max_pool"] = tape.replay(lambda x, x_ref, y_ref: pool_rule(x, x_ref))
   return model.clone(**overrides)
 
 
@@ -396,6 +427,12 @@ def _noise(key, std, image_index, sample_index, shape, dtype):
   return std * jax.random.normal(k, shape, dtype)
 
 
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _noise_pairs(key, std, image_index, sample_index, shape, dtype):
+  """Noise for pairs (image_index[k], sample_index[k]), stacked: (K, *shape)."""
+  return jax.vmap(lambda i, s: _noise(key, std, i, s, shape, dtype))(image_index, sample_index)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _run(plan: _Plan, variables, x, target, baseline, key, noise, std):
   """The chunked, vmapped driver.
@@ -554,6 +591,15 @@ def _check_positive_int(value, name: str, minimum: int = 1) -> int:
   return int(value)
 
 
+def _check_key(key):
+  """None -> PRNGKey(0); an int -> PRNGKey(int); a key passes through."""
+  if key is None:
+    return jax.random.PRNGKey(0)
+  if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+    return jax.random.PRNGKey(int(key))
+  return key
+
+
 def _check_layer(model: nn.Module, layer) -> str | None:
   if layer is None:
     return None
@@ -600,8 +646,7 @@ def _plan_and_args(method: str, model: nn.Module, variables, x, target, layer, *
     n_samples = noise.shape[1]
   if not np.isfinite(std) or std < 0:
     raise ValueError(f"std must be a finite number >= 0 (input units), got {std!r}")
-  if key is None:
-    key = jax.random.PRNGKey(0)
+  key = _check_key(key)
   if method in ("ig", "deeplift"):
     baseline, shared = _check_baseline(baseline, x)
   else:
@@ -657,8 +702,9 @@ _COMMON_ARGS = """
     batch_size: at most this many forward passes per chunk (memory bound).
     n_samples: SmoothGrad samples per image (0: no smoothing).
     std: SmoothGrad noise standard deviation, in input units.
-    key: PRNG key for the noise (default ``PRNGKey(0)``); sample ``s`` of
-      image ``i`` uses ``fold_in(fold_in(key, i), s)``, whatever the chunking.
+    key: PRNG key (or int seed) for the noise (default ``PRNGKey(0)``);
+      sample ``s`` of image ``i`` uses ``fold_in(fold_in(key, i), s)``, so
+      results do not depend on `batch_size`.
     noise: explicit noise (N, n_samples, H, W, C) added to the inputs instead
       (``std`` and ``key`` unused), e.g. to reproduce another library's draws.
     smoothing: "mean" (SmoothGrad), "square" (mean of squares) or "vargrad"
@@ -898,15 +944,17 @@ def smoothgrad(attr_fn: Callable[..., jax.Array], x, *per_image_args, n_samples:
     if np.shape(a)[:1] != (n,):
       raise ValueError(f"per_image_args[{i}] must have leading dimension N = {n}, "
                        f"got shape {np.shape(a)}")
-  key = jax.random.PRNGKey(0) if key is None else key
+  key = _check_key(key)
   pairs_i = np.repeat(np.arange(n), n_samples)
   pairs_s = np.tile(np.arange(n_samples), n)
-  make_noise = jax.jit(jax.vmap(
-      lambda i, s: _noise(key, float(std), i, s, x.shape[1:], x.dtype)))
+  if not np.isfinite(std) or std < 0:
+    raise ValueError(f"std must be a finite number >= 0 (input units), got {std!r}")
+  std = jnp.asarray(std, x.dtype)
   s1 = s2 = 0.0
   for start in range(0, n * n_samples, batch_size):
     ii, ss = pairs_i[start:start + batch_size], pairs_s[start:start + batch_size]
-    nz = make_noise(ii, ss) if noise is None else noise[ii, ss]
+    nz = (_noise_pairs(key, std, ii, ss, x.shape[1:], x.dtype) if noise is None
+          else noise[ii, ss])
     args = [jnp.asarray(a)[ii] for a in per_image_args]
     out = attr_fn(x[ii] + nz, *args)
     s1 = jnp.zeros((n,) + out.shape[1:], out.dtype).at[ii].add(out) + s1

@@ -282,6 +282,26 @@ def test_deeplift_ig_equals_exact_deeplift_for_a_linear_head(vgg, use_jit):
   assert np.abs(np.asarray(approx.delta)).max() < 1e-4
 
 
+def test_reference_forward_pass_runs_once_not_once_per_noise_sample(vgg):
+  # Count the ReLU calls while tracing (no compilation): with a shared baseline
+  # the reference (batch 1) passes each of the 4 ReLUs once; every other call
+  # sees the 5 noisy samples of one image (the images are vmapped).
+  model, variables, x = vgg
+  batches = []
+
+  def counting_relu(z):
+    batches.append(z.shape[0])
+    return jax.nn.relu(z)
+
+  counting = model.clone(act=counting_relu)
+  out = jax.eval_shape(
+      lambda v, x: attribution.deeplift(counting, v, x, 3, "conv1", baseline=1.0,
+                                        n_samples=5), variables, x)
+  assert out.attributions.shape == (3, 8, 8, 16) and out.delta.shape == (3, 5)
+  assert batches.count(1) == 4
+  assert set(batches) == {1, 5}
+
+
 def test_smoothgrad_chunking_and_per_image_baselines_do_not_change_results(vgg):
   model, variables, x = vgg
   key = jax.random.PRNGKey(9)
