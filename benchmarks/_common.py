@@ -73,6 +73,27 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
   return out
 
 
+def matmul_sustained_gflops(n: int = 2048, seconds: float = 3.0) -> float:
+  """Float32 (n, n) matmul throughput with jax.jit averaged over `seconds`.
+
+  On a shared machine the best of a few short calls (`matmul_peak_gflops`)
+  catches quiet moments; this is the rate a long computation can expect.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  a = jnp.asarray(rng.standard_normal((n, n), dtype=np.float32))
+  mm = jax.jit(jnp.matmul)
+  block(mm(a, a))
+  calls, t0 = 0, time.perf_counter()
+  while time.perf_counter() - t0 < seconds:
+    block(mm(a, a))
+    calls += 1
+  return 2.0 * n ** 3 * calls / (time.perf_counter() - t0) / 1e9
+
+
 def machine_info() -> dict[str, Any]:
   """CPU count, platform and load average, for the JSON record."""
   info = {"platform": platform.platform(), "cpu_count": os.cpu_count()}
