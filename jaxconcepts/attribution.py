@@ -79,7 +79,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import chex
 import flax.linen as nn
@@ -686,6 +686,9 @@ def _attribute(method, model, variables, x, target, layer, *, smoothing="mean", 
   mean, mean_sq, deltas = _run(plan, *args)
   if plan.n_samples == 0:
     deltas = deltas[:, 0]
+  n = args[1].shape[0]
+  chex.assert_axis_dimension(mean, 0, n)
+  chex.assert_shape(deltas, (n, plan.n_samples) if plan.n_samples else (n,))
   return _smooth(mean, mean_sq, smoothing), deltas
 
 
@@ -891,14 +894,25 @@ def upsample_maps(maps: jax.Array, size: Sequence[int], method: str = "bilinear"
   For integer factors ``method="nearest"`` equals PyTorch's nearest mode
   (Captum's ``LayerAttribution.interpolate`` default).
   """
-  chex.assert_rank(maps, 3)
+  maps = jnp.asarray(maps)
+  if maps.ndim != 3:
+    raise ValueError(f"maps must have shape (N, h, w), got {maps.shape}")
   if len(size) != 2 or any(int(s) < 1 for s in size):
     raise ValueError(f"size must be (H, W) with positive entries, got {tuple(size)}")
   return jax.image.resize(maps, (maps.shape[0], int(size[0]), int(size[1])), method)
 
 
 def normalize_maps(maps: jax.Array) -> jax.Array:
-  """Scales each map to [0, 1] (min to 0, max to 1; a constant map becomes 0)."""
+  """Scales each map to [0, 1] (min to 0, max to 1; a constant map becomes 0).
+
+  Args:
+    maps: (N, ...) float, e.g. (N, h, w) GradCAM maps.
+
+  Returns:
+    (N, ...) maps in [0, 1].
+  """
+  maps = jnp.asarray(maps)
+  chex.assert_rank(maps, {2, 3, 4})
   flat = maps.reshape(maps.shape[0], -1)
   lo = jnp.min(flat, axis=1).reshape((-1,) + (1,) * (maps.ndim - 1))
   hi = jnp.max(flat, axis=1).reshape((-1,) + (1,) * (maps.ndim - 1))
