@@ -795,7 +795,9 @@ def deeplift(model: nn.Module, variables, x, target, layer=None, *, baseline=0.0
 
   Equal to Captum's ``DeepLift`` / ``LayerDeepLift`` (``multiply_by_inputs=True``,
   attribution to the layer's output) and, with ``n_samples``, to
-  ``NoiseTunnel(LayerDeepLift)`` fed the same noise.
+  ``NoiseTunnel(LayerDeepLift)`` fed the same noise - except through a
+  max-pool next to a ReLU, where Captum 0.9.0 is not complete and we are
+  (see the module docstring).
 
   Args:
     baseline: reference input, broadcastable to `x` (scalar, (H, W, C),
