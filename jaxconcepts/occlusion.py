@@ -1,0 +1,177 @@
+"""Occlusion study of the ClaDec paper (Sec. 6.6, Tables 7 and 8).
+
+For each image, 16 candidate occlusions: squares of 12x12 pixels with upper
+left corners (x, y) in {0, 6, 12, 20}^2, filled with the training mean (one
+value per channel: the mean of all training pixels, "a gray tone").
+
+* ClaDec relevance of square O: `sum_{i in O} (x_hat_occ_i - x_hat_i)^2`, the
+  squared change of ClaDec's reconstruction inside the square when O is
+  occluded (summed over channels).
+* GradCAM relevance: the GradCAM map at the layer, upsampled to the image
+  (bilinear), normalised to [0, 1] per image, summed over the square. A layer
+  without spatial extent (a vector, or 1x1) gives a constant map: all squares
+  tie.
+
+The most / least relevant square of each image is occluded and the frozen
+classifier's accuracy on the occluded images reported; `Delta Acc = acc(min
+occluded) - acc(max occluded)`. Ties are broken at random by one priority per
+(image, square), shared by the argmin and the argmax, so when all squares tie
+both pick the same square (Delta Acc = 0, as the paper's GradCAM rows for the
+logits layer).
+"""
+
+from typing import Callable, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+CORNERS = (0, 6, 12, 20)
+SQUARE = 12
+
+
+def square_masks(image_hw: Sequence[int], corners: Sequence[int] = CORNERS,
+                 size: int = SQUARE) -> np.ndarray:
+  """Boolean masks (K, H, W) of the K = len(corners)^2 squares, row-major (y, x).
+
+  Raises:
+    ValueError: a square that does not fit inside the image.
+  """
+  h, w = (int(s) for s in image_hw)
+  corners = [int(c) for c in corners]
+  size = int(size)
+  if size < 1:
+    raise ValueError(f"occlusion square size must be >= 1, got {size}")
+  if not corners:
+    raise ValueError("occlusion corners must not be empty")
+  bad = [c for c in corners if c < 0 or c + size > min(h, w)]
+  if bad:
+    raise ValueError(f"occlusion squares of {size}x{size} at corners {bad} do not fit in a "
+                     f"{h}x{w} image (need 0 <= corner <= {min(h, w) - size})")
+  masks = np.zeros((len(corners) ** 2, h, w), bool)
+  for k, (y, x) in enumerate((y, x) for y in corners for x in corners):
+    masks[k, y:y + size, x:x + size] = True
+  return masks
+
+
+def occlude(images: np.ndarray, masks: np.ndarray, fill: np.ndarray | float) -> np.ndarray:
+  """All occluded versions: (N, H, W, C), (K, H, W) -> (N, K, H, W, C).
+
+  `fill` is a scalar or a per-channel (C,) value.
+  """
+  images = np.asarray(images, np.float32)
+  chex.assert_rank(images, 4)
+  m = np.asarray(masks, bool)[None, :, :, :, None]
+  fill = np.broadcast_to(np.asarray(fill, np.float32), (images.shape[-1],))
+  return np.where(m, fill, images[:, None]).astype(np.float32)
+
+
+def training_fill(train_images: np.ndarray) -> np.ndarray:
+  """The per-channel mean of all training pixels (C,), accumulated in float64."""
+  train_images = np.asarray(train_images)
+  chex.assert_rank(train_images, 4)
+  return train_images.mean(axis=(0, 1, 2), dtype=np.float64).astype(np.float32)
+
+
+def cladec_relevance(recon: np.ndarray, recon_occluded: np.ndarray,
+                     masks: np.ndarray) -> np.ndarray:
+  """R(O) = sum over the square of the squared change of the reconstruction.
+
+  Args:
+    recon: (N, H, W, C) reconstructions of the unoccluded images.
+    recon_occluded: (N, K, H, W, C) reconstructions of the occluded images.
+    masks: (K, H, W) bool.
+
+  Returns:
+    (N, K) float32.
+  """
+  d = np.square(np.asarray(recon_occluded, np.float64) - np.asarray(recon, np.float64)[:, None])
+  d = d.sum(-1)  # channels
+  return np.einsum("nkhw,khw->nk", d, np.asarray(masks, np.float64)).astype(np.float32)
+
+
+def map_relevance(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+  """R(O) = sum of a per-pixel map over the square: (N, H, W), (K, H, W) -> (N, K)."""
+  maps = np.asarray(maps, np.float64)
+  chex.assert_rank(maps, 3)
+  return np.einsum("nhw,khw->nk", maps, np.asarray(masks, np.float64)).astype(np.float32)
+
+
+def gradcam_pixel_maps(gradcam_fn: Callable, model, variables, images: np.ndarray,
+                       targets: np.ndarray, layer: str, layer_shape: Sequence[int],
+                       batch_size: int = 64) -> np.ndarray:
+  """GradCAM maps at `layer`, upsampled (bilinear) and normalised to [0, 1]: (N, H, W).
+
+  A layer without spatial extent (vector or 1x1) gives all-zero maps (every
+  square ties) without calling `gradcam_fn`.
+
+  Args:
+    gradcam_fn: `(model, variables, x, target, layer) -> (N, h, w)`, e.g.
+      `attribution.gradcam`.
+    model, variables: the classifier.
+    images: (N, H, W, C).
+    targets: (N,) int classes to explain (e.g. the predictions).
+    layer: tap name.
+    layer_shape: per-image shape of the layer's activations.
+    batch_size: images per call.
+  """
+  images = np.asarray(images, np.float32)
+  n, h, w, _ = images.shape
+  if len(layer_shape) != 3 or (layer_shape[0] == 1 and layer_shape[1] == 1):
+    return np.zeros((n, h, w), np.float32)
+  out = []
+  for start in range(0, n, batch_size):
+    x = images[start:start + batch_size]
+    t = np.asarray(targets[start:start + batch_size], np.int32)
+    out.append(np.asarray(gradcam_fn(model, variables, jnp.asarray(x), jnp.asarray(t), layer)))
+  maps = jnp.asarray(np.concatenate(out, axis=0), jnp.float32)
+  chex.assert_rank(maps, 3)
+  maps = jax.image.resize(maps, (n, h, w), "bilinear")
+  flat = maps.reshape(n, -1)
+  lo = flat.min(1)[:, None, None]
+  hi = flat.max(1)[:, None, None]
+  rng = hi - lo
+  return np.asarray(jnp.where(rng > 0, (maps - lo) / jnp.where(rng > 0, rng, 1.0), 0.0),
+                    np.float32)
+
+
+def pick_squares(relevance: np.ndarray, priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Indices of the least and most relevant square per image, ties by `priority`.
+
+  Args:
+    relevance: (N, K).
+    priority: (N, K) distinct random numbers; among tied squares the one with
+      the highest priority is taken (for both the min and the max).
+
+  Returns:
+    (argmin (N,), argmax (N,)) int.
+  """
+  relevance = np.asarray(relevance)
+  chex.assert_equal_shape([relevance, priority])
+  lo = relevance.min(1, keepdims=True)
+  hi = relevance.max(1, keepdims=True)
+  p = np.asarray(priority, np.float64)
+  i_min = np.where(relevance == lo, p, -np.inf).argmax(1)
+  i_max = np.where(relevance == hi, p, -np.inf).argmax(1)
+  return i_min, i_max
+
+
+def occlusion_accuracy(predict_fn: Callable[[np.ndarray], np.ndarray],
+                       occluded: np.ndarray, labels: np.ndarray, i_min: np.ndarray,
+                       i_max: np.ndarray) -> dict[str, float]:
+  """Accuracy of the classifier with the least / most relevant square occluded.
+
+  Args:
+    predict_fn: (N, H, W, C) -> (N,) predicted classes.
+    occluded: (N, K, H, W, C) all occluded versions.
+    labels: (N,) true labels.
+    i_min, i_max: (N,) chosen squares.
+
+  Returns:
+    {"acc_max", "acc_min", "delta_acc" = acc_min - acc_max}.
+  """
+  rows = np.arange(occluded.shape[0])
+  acc_min = float((predict_fn(occluded[rows, i_min]) == labels).mean())
+  acc_max = float((predict_fn(occluded[rows, i_max]) == labels).mean())
+  return {"acc_max": acc_max, "acc_min": acc_min, "delta_acc": acc_min - acc_max}
