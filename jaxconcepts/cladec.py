@@ -136,9 +136,6 @@ class RefAE(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     return self.decoder(self.encoder(x, train, stop=self.layer))
 
-  def encode(self, x: jax.Array, train: bool = False) -> jax.Array:
-    return self.encoder(x, train, stop=self.layer)
-
 
 def select_neurons(codes: jax.Array | np.ndarray, neurons: Sequence[int] | None):
   """Keeps the given neurons (channels, the last axis) of codes (N, ..., c)."""

@@ -16,7 +16,7 @@ interrupted run resumes where it stopped and finished stages are skipped:
    tested on the reconstructions of the test set, one per seed
    (`eval_cladec_<layer>_a<alpha>_s<seed>`, `eval_refae_<layer>_s<seed>`);
 5. neuron subsets at `config.subsets.layer`: nested and disjoint runs of
-   channels (`cladec_<layer>_a<alpha>_n<start>-<stop>_...`);
+   channels (`cladec_<layer>_a<alpha>_n<first>-<last>_...`);
 6. Table 6: one classifier run (`clf_sweep`) snapshotted after each of
    `config.classifier_epochs` epochs (0 = untrained), a ClaDec decoder and an
    evaluation classifier per snapshot at `config.classifier_epochs_layer`
@@ -389,7 +389,11 @@ def _jit(ctx: Context, key: Any, make: Callable[[], Callable]) -> Callable:
 
 
 def _classifier_apply(ctx: Context, variables=None) -> Callable[[jax.Array], jax.Array]:
-  """x -> logits of the (frozen, eval-mode) classifier, for use inside a train step."""
+  """x -> logits of the (frozen, eval-mode) classifier, for use inside a train step.
+
+  The weights are closed over, so they are constants of the compiled step (only
+  steps with alpha > 0 call it; they are few and each is compiled once).
+  """
   variables = ctx.variables if variables is None else variables
   model = ctx.model
   return lambda x: model.apply(variables, x, train=False)
@@ -519,7 +523,7 @@ def _codes(ctx: Context, layer: str, images: np.ndarray, variables=None,
                                                   else variables,),
                                 batch_size=ctx.config.eval_batch_size)
   if neurons is not None:
-    codes = np.ascontiguousarray(codes[..., neurons[0]:neurons[1]])
+    codes = np.ascontiguousarray(cladec.select_neurons(codes, range(*neurons)))
   return codes
 
 

@@ -303,3 +303,95 @@ def test_stage_names_are_stable_and_distinct():
            cladec_pipeline.eval_stage("refae", "conv4", 0)}
   assert len(names) == 7
   assert cladec_pipeline.cladec_stage("conv4", 0.0, "s0-1", (0, 32)) == "cladec_conv4_a0_n0-31_s0-1"
+
+
+# ---------------------------------------------------------------------------
+# The quick pipeline end to end, through train.py and evaluate.py
+# ---------------------------------------------------------------------------
+
+# The quick config, trimmed to one vector and one spatial layer so that the run stays at a
+# couple of minutes on 2 cores (XLA:CPU compiles dominate; -O0 halves them).
+_QUICK_TEST_OVERRIDES = [
+    "--config.layers=(-1, -5)", "--config.alpha_layer=-1", "--config.alphas=(0.5, 0.0)",
+    "--config.subsets.layer=-1", "--config.subsets.nested=(4,)",
+    "--config.subsets.disjoint_size=4", "--config.subsets.disjoint_count=2",
+    "--config.classifier_epochs=(0, 1)", "--config.classifier_epochs_layer=-1",
+    "--config.occlusion.layers=(-1, -5)", "--config.occlusion.n_images=32",
+    "--config.figures.n_images=3", "--config.data.max_train=256", "--config.data.max_test=64",
+    "--config.eval_batch_size=64", "--config.classifier.num_epochs=2",
+    "--config.decoder_epochs=1", "--config.refae_epochs=1", "--config.eval_classifier.num_epochs=1",
+]
+
+
+def _run_cli(program, workdir):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ)
+  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+  cmd = [sys.executable, os.path.join(ROOT, program),
+         f"--config={os.path.join(ROOT, 'configs', 'cladec.py')}:quick",
+         f"--workdir={workdir}"] + _QUICK_TEST_OVERRIDES
+  proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def _table(workdir, stem):
+  import json  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(workdir, "results", stem + ".json")) as f:
+    return json.load(f)
+
+
+@pytest.mark.slow
+def test_quick_pipeline_trains_resumes_and_writes_every_table_and_figure(tmp_path):
+  workdir = str(tmp_path / "quick")
+  _run_cli("train.py", workdir)
+  ckpts = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+  assert {"classifier", "refae_logits_s0-1", "refae_conv3a_s0-1", "cladec_logits_a0_s0-1",
+          "cladec_logits_a0.5_s0-1", "cladec_conv3a_a0_s0-1", "cladec_logits_a0_n4-7_s0-1",
+          "cladec_logits_a0_clf1ep_s0-1", "eval_refae_conv3a_s1",
+          "eval_cladec_logits_a0.5_s0"} <= set(ckpts)
+  _run_cli("train.py", workdir)  # everything is done: nothing retrains
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ckpts
+  _run_cli("evaluate.py", workdir)
+
+  layers = _table(workdir, "cladec_layers")
+  assert [r["layer"] for r in layers["rows"]] == ["-1 (logits)", "-5 (conv3a)"]
+  assert layers["columns"][:3] == ["layer", "shape", "rec_cladec"]
+  assert any("rec reduction: sum" in n for n in layers["notes"])
+  assert any("seeds: [0, 1]" in n for n in layers["notes"])
+  assert any("ClaDec decoders 1 epochs" in n for n in layers["notes"])
+  for row in layers["rows"]:
+    for key in ("rec_cladec", "rec_refae", "acc_eval_cladec", "acc_eval_refae"):
+      assert np.isfinite(row[key]) and len(row["per_seed"][key]) == 2
+    assert row["delta_rec"] == pytest.approx(row["rec_cladec"] - row["rec_refae"])
+  alpha = _table(workdir, "cladec_alpha")
+  assert [r["alpha"] for r in alpha["rows"]] == [0.5, 0.0]
+  r0 = alpha["rows"][1]
+  assert r0["total_loss"] == pytest.approx(r0["rec_loss"])
+  epochs = _table(workdir, "cladec_training_epochs")
+  assert [r["classifier_epochs"] for r in epochs["rows"]] == [0, 1]
+  assert len({r["rec_refae"] for r in epochs["rows"]}) == 1
+  subsets = _table(workdir, "cladec_subsets")
+  assert [(r["kind"], r["neurons"]) for r in subsets["rows"]] == [
+      ("nested", "0-3"), ("disjoint", "0-3"), ("disjoint", "4-7")]
+  occl = _table(workdir, "occlusion")
+  assert len(occl["rows"]) == 2
+  row = occl["rows"][0]
+  assert row["gradcam_delta_acc"] == 0.0  # the logits have no spatial extent: all squares tie
+  for key in ("cladec_acc_max", "cladec_acc_min", "gradcam_acc_max", "gradcam_acc_min"):
+    assert 0.0 <= row[key] <= 1.0
+  for stem in ("cladec_layers", "cladec_alpha", "cladec_training_epochs", "cladec_subsets",
+               "occlusion"):
+    assert os.path.exists(os.path.join(workdir, "results", stem + ".md"))
+  for fig in ("cladec_layers", "cladec_alpha", "cladec_training_epochs",
+              "cladec_subsets_nested", "cladec_subsets_disjoint", "occlusion"):
+    path = os.path.join(workdir, "figures", fig + ".png")
+    assert os.path.getsize(path) > 1000, path
+
+
+def test_select_neurons_keeps_channels_and_rejects_out_of_range():
+  codes = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)
+  np.testing.assert_array_equal(cladec.select_neurons(codes, [1, 3]), codes[..., [1, 3]])
+  with pytest.raises(ValueError, match=r"neuron indices must lie in \[0, 5\)"):
+    cladec.select_neurons(codes, range(3, 6))
