@@ -196,7 +196,7 @@ def _one_pass_iteration(a, w, h, inv_s, block_rows, with_residual):
     if with_residual:
       r = a_b * inv_s - w_b @ h
       sq = sq + jnp.sum(r * r)
-    w_b = _mu(w_b, (a_b @ h.T) * inv_s, w_b @ hht)
+    w_b = _mu(w_b, _a_ht(a_b, h) * inv_s, w_b @ hht)
     wta = wta + w_b.T @ a_b
     wtw = wtw + w_b.T @ w_b
     return w_b, (wta, wtw, sq)
@@ -219,11 +219,25 @@ def _one_pass_iteration(a, w, h, inv_s, block_rows, with_residual):
   return w_new, h_new, sq
 
 
+def _a_ht(a: jax.Array, h: jax.Array) -> jax.Array:
+  """``a @ h.T`` with the k rows of ``h`` zero-padded to a multiple of 8.
+
+  XLA:CPU's dot kernels are about 25% faster for 8 output columns than for 6
+  (W1: 3.3 ms against 4.3 ms); the zero columns are sliced off, so the values
+  are the same products.
+  """
+  k = h.shape[0]
+  k_pad = -(-k // 8) * 8
+  if k_pad == k or k > 64:
+    return a @ h.T
+  return (a @ jnp.pad(h, ((0, k_pad - k), (0, 0))).T)[:, :k]
+
+
 def _two_product_iteration(a, w, h, inv_s, with_residual):
   """One Lee-Seung iteration as two full products (reads a twice)."""
   sq = (_residual_sq(a, w, h, inv_s, RESIDUAL_BLOCK_ROWS) if with_residual
         else jnp.zeros((), a.dtype))
-  w = _mu(w, (a @ h.T) * inv_s, w @ (h @ h.T))
+  w = _mu(w, _a_ht(a, h) * inv_s, w @ (h @ h.T))
   h = _mu(h, (w.T @ a) * inv_s, (w.T @ w) @ h)
   return w, h, sq
 
@@ -555,7 +569,7 @@ def _transform_core(a, h, max_iter, tol, *, checked):
   h = h.astype(a.dtype) * down
   # scikit-learn's transform with solver "mu": w starts at sqrt(mean(a) / k).
   w = jnp.full((a.shape[0], k), jnp.sqrt(mean_s / k), a.dtype)
-  num = (a @ h.T) * inv_s  # one read of a, reused by every iteration
+  num = _a_ht(a, h) * inv_s  # one read of a, reused by every iteration
   hht = h @ h.T
 
   def update(w):
