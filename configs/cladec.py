@@ -145,6 +145,10 @@ def get_config(arg=None):
     c.data = config_utils.data_config("digits", "digits", image_size=32, max_train=640,
                                       max_test=192)
     c.seeds = (0, 1)
+    # Three layers (a vector, and a small and a large spatial code); the alpha sweep,
+    # the subsets and Table 6 at the middle one, which the layer table trains anyway.
+    c.layers = (-1, -3, -5)
+    c.alpha_layer = c.subsets.layer = c.classifier_epochs_layer = -3
     c.classifier.num_epochs = 5
     c.classifier.batch_size = 64
     c.classifier.optimizer = config_utils.optimizer_config("sgd", 0.05, momentum=0.9,
