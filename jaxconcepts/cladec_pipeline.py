@@ -829,6 +829,7 @@ def _layer_table(ctx: Context, cache: dict) -> list[dict]:
   ds = ctx.dataset
   rows = []
   for layer in ctx.layers:
+    logging.info("cladec: evaluate: layer table, %s", _layer_label(ctx, layer))
     recs_c, recs_r, accs_c, accs_r = [], [], [], []
     restored = _restore_cladec(ctx, layer, c.alpha)
     ref = _restore_refae(ctx, layer)
@@ -983,6 +984,8 @@ def _occlusion_table(ctx: Context, cache: dict, gradcam_fn: Callable | None) -> 
     gradcam_fn = attribution.gradcam
   rows = []
   for layer in ctx.occlusion_layers:
+    logging.info("cladec: evaluate: occlusion, %s (%d images x %d squares)",
+                 _layer_label(ctx, layer), n, k)
     restored = _restore_cladec(ctx, layer, c.alpha)
     maps = occ.gradcam_pixel_maps(gradcam_fn, ctx.model, ctx.variables, x, preds, layer,
                                   ctx.layer_shapes[layer], batch_size=bs)
@@ -1205,6 +1208,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           "acc_eval_* = accuracy on reconstructions of the test set of a classifier (same "
           "architecture) trained on reconstructions of the training set"])
   if ctx.alphas:
+    logging.info("cladec: evaluate: alpha table")
     rows = _alpha_table(ctx, cache)
     out["alpha"] = rows
     files += report.write_table(
@@ -1215,6 +1219,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             "set; classifier_loss = CE of the explained classifier on the reconstructions; "
             "acc_classifier_on_recon = its accuracy on them"])
   if ctx.sweep_epochs:
+    logging.info("cladec: evaluate: sweep table")
     rows = _sweep_table(ctx, cache)
     out["training_epochs"] = rows
     files += report.write_table(
@@ -1226,6 +1231,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             "RefAE does not depend on the classifier: its columns are the same RefAE for all "
             "rows"])
   if ctx.subsets:
+    logging.info("cladec: evaluate: subset table")
     rows = _subset_table(ctx, cache)
     out["subsets"] = rows
     files += report.write_table(
@@ -1253,6 +1259,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             "draws",
             "delta_acc = acc_min - acc_max (accuracy with the least minus the most relevant "
             "square occluded)"])
+  logging.info("cladec: evaluate: figures")
   files += _figures(ctx, cache)
   out["files"] = files
   out["wall_s"] = time.time() - t0
