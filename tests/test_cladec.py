@@ -267,7 +267,7 @@ def test_pipeline_rejects_a_layer_the_model_lacks(tmp_path, key, value):
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("subsets.nested", (513,), "size 513 is larger than layer 'conv4'.*512"),
+    ("subsets.nested", (513,), "size 513 is larger than layer 'conv4a'.*512"),
     ("subsets.disjoint_count", 17, "17 disjoint neuron subsets of size 32 need 544")])
 def test_pipeline_rejects_a_neuron_subset_larger_than_the_layer(tmp_path, key, value, match):
   with pytest.raises(ValueError, match=match):
