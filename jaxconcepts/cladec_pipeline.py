@@ -95,9 +95,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   Raises:
     ValueError: naming the bad value and what was expected.
   """
-  config_utils.check_choice("source", config.data.source, data_lib.SOURCES)
-  config_utils.check_choice("dataset", config.data.dataset, data_lib.DATASETS)
-  config_utils.check_choice("arch", config.arch, models.ARCHS)
+  classifier_lib.validate_data_and_arch(config)
   cladec.check_rec_reduction(config.rec_reduction)
   cladec.check_alpha(config.alpha)
   for a in config.alphas:

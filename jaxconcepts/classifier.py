@@ -23,8 +23,8 @@ from jaxconcepts import training
 CONFIG_FILE = "config.json"
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks names and numbers in a classifier config before anything runs.
+def validate_data_and_arch(config: ml_collections.ConfigDict) -> None:
+  """Checks `config.data.source`, `config.data.dataset` and `config.arch`.
 
   Raises:
     ValueError: naming the bad value and the valid choices.
@@ -32,6 +32,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_utils.check_choice("source", config.data.source, data_lib.SOURCES)
   config_utils.check_choice("dataset", config.data.dataset, data_lib.DATASETS)
   config_utils.check_choice("arch", config.arch, models.ARCHS)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks names and numbers in a classifier config before anything runs.
+
+  Raises:
+    ValueError: naming the bad value and the valid choices.
+  """
+  validate_data_and_arch(config)
   config_utils.check_choice("optimizer", config.optimizer.name, ("sgd", "adam"))
   for key in ("num_epochs", "batch_size"):
     if int(config[key]) < 1:
