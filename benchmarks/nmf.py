@@ -251,6 +251,8 @@ def main():
   ours("jaxconcepts dense", skip_zero_rows=False)
   ours("jaxconcepts skip", skip_zero_rows=True)
   if args.compare_forms:  # the default is the two-product form
+    ours("two-product, no a.T copy, dense", skip_zero_rows=False,
+         transpose_a=False)
     for br in (128, 256, 512):
       ours(f"one-pass form br={br} dense", skip_zero_rows=False,
            block_rows=br)

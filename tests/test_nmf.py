@@ -49,14 +49,17 @@ def _random_init(a, seed=1):
 # Equality with scikit-learn.
 
 
-@pytest.mark.parametrize("block_rows", [None, 64, 37],
-                         ids=["two_product", "one_pass", "one_pass_tail"])
-def test_objective_equals_sklearn_mu_after_fixed_iterations(block_rows):
+@pytest.mark.parametrize(
+    "block_rows,transpose_a",
+    [(None, True), (None, False), (64, None), (37, None)],
+    ids=["two_product_transposed", "two_product", "one_pass", "one_pass_tail"])
+def test_objective_equals_sklearn_mu_after_fixed_iterations(block_rows,
+                                                            transpose_a):
   a = _matrix()
   w0, h0 = _random_init(a)
   model, w_sk = _sklearn_mu(a, w0, h0, max_iter=100, tol=0)
   res = nmf_lib.nmf(a, K, init="custom", w_init=w0, h_init=h0, max_iter=100,
-                    tol=0, block_rows=block_rows)
+                    tol=0, block_rows=block_rows, transpose_a=transpose_a)
   obj_sk = _objective(a, w_sk, model.components_)
   obj = _objective(a, res.w, res.h)
   assert int(res.n_iter) == 100
@@ -67,14 +70,16 @@ def test_objective_equals_sklearn_mu_after_fixed_iterations(block_rows):
       rtol=1e-4)
 
 
-@pytest.mark.parametrize("tol,block_rows", [(1e-3, None), (1e-4, 64)],
-                         ids=["two_product", "one_pass"])
-def test_convergence_stops_at_sklearn_iteration(tol, block_rows):
+@pytest.mark.parametrize(
+    "tol,block_rows,transpose_a",
+    [(1e-3, None, True), (1e-3, None, False), (1e-4, 64, None)],
+    ids=["two_product_transposed", "two_product", "one_pass"])
+def test_convergence_stops_at_sklearn_iteration(tol, block_rows, transpose_a):
   a = _matrix(seed=3)
   w0, h0 = _random_init(a, seed=4)
   model, w_sk = _sklearn_mu(a, w0, h0, max_iter=200, tol=tol)
   res = nmf_lib.nmf(a, K, init="custom", w_init=w0, h_init=h0, max_iter=200,
-                    tol=tol, block_rows=block_rows)
+                    tol=tol, block_rows=block_rows, transpose_a=transpose_a)
   assert int(res.n_iter) == model.n_iter_
   np.testing.assert_allclose(_objective(a, res.w, res.h),
                              _objective(a, w_sk, model.components_), rtol=1e-4)
@@ -192,6 +197,20 @@ def test_batched_row_mask_equals_n_valid():
   r2 = nmf_lib.nmf_batched(stack, K, row_mask=mask, key=3)
   np.testing.assert_array_equal(r1.h, r2.h)
   np.testing.assert_array_equal(r1.n_iter, r2.n_iter)
+
+
+@pytest.mark.parametrize("skip_zero_rows", [True, False])
+def test_batched_transposed_form_equals_plain_form(skip_zero_rows):
+  stack = np.stack([_matrix(seed=s, zero_rows=range(s, 150, 5))
+                    for s in range(3)])
+  kw = dict(n_valid=[150, 140, 120], key=2, tol=1e-4,
+            skip_zero_rows=skip_zero_rows)
+  plain = nmf_lib.nmf_batched(stack, K, transpose_a=False, **kw)
+  fast = nmf_lib.nmf_batched(stack, K, transpose_a=True, **kw)
+  np.testing.assert_array_equal(fast.n_iter, plain.n_iter)
+  np.testing.assert_allclose(fast.h, plain.h, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(fast.w, plain.w, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(fast.rel_error, plain.rel_error, rtol=1e-5)
 
 
 def test_batched_skip_zero_rows_equals_dense():
@@ -356,6 +375,8 @@ def test_other_bad_arguments_raise():
     nmf_lib.nmf(a, 2, tol=-1.0)
   with pytest.raises(TypeError, match="n_components must be an int"):
     nmf_lib.nmf(a, 2.5)
+  with pytest.raises(TypeError, match="transpose_a must be None or a bool"):
+    nmf_lib.nmf(a, 2, transpose_a="yes")
 
 
 def test_batched_bad_input_raises():
