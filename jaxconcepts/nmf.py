@@ -783,7 +783,7 @@ def nmf(a, n_components: int, *, init: str = "nndsvda", max_iter: int = 200,
   m, n = a.shape
   _check_common(n_components, init, max_iter, tol, block_rows, min(m, n),
                 f"for a of shape {(m, n)}")
-  _resolve_form(block_rows, transpose_a)  # a bad transpose_a fails here
+  form = _resolve_form(block_rows, transpose_a)  # a bad transpose_a fails here
   tracing = _is_tracer(a)
   if tracing and check_inputs:
     raise TypeError(
@@ -803,10 +803,11 @@ def nmf(a, n_components: int, *, init: str = "nndsvda", max_iter: int = 200,
     if 0 < n_keep < m:
       return _nmf_skipping(a, k, nonzero, init=init, key=key, w_init=w_init,
                            h_init=h_init, max_iter=max_iter, tol=tol,
-                           form=_resolve_form(block_rows, transpose_a))
+                           form=form)
   return nmf_unchecked(a, k, init=init, key=key, w_init=w_init,
                        h_init=h_init, max_iter=max_iter, tol=tol,
-                       block_rows=block_rows, transpose_a=transpose_a)
+                       block_rows=form.block_rows,
+                       transpose_a=form.transpose_a)
 
 
 @jax.jit
@@ -889,7 +890,7 @@ def nmf_batched(a, n_components: int, *, n_valid=None, row_mask=None,
   _check_common(n_components, init, max_iter, tol, block_rows,
                 min(rows_min, n),
                 f"(fewest valid rows {rows_min}, n = {n})")
-  _resolve_form(block_rows, transpose_a)
+  form = _resolve_form(block_rows, transpose_a)
   if init == "custom":
     raise ValueError('nmf_batched supports init "nndsvda" and "random".')
   a = _as_float_array(a, "a")
@@ -908,11 +909,10 @@ def nmf_batched(a, n_components: int, *, n_valid=None, row_mask=None,
     m_c = int(counts.max())
     if 0 < m_c < m:
       return _batched_skipping(a, k, keep, row_mask, keys, init=init,
-                               max_iter=max_iter, tol=tol,
-                               form=_resolve_form(block_rows, transpose_a))
+                               max_iter=max_iter, tol=tol, form=form)
   fn = functools.partial(nmf_unchecked, n_components=k, init=init,
-                         max_iter=max_iter, tol=tol, block_rows=block_rows,
-                         transpose_a=transpose_a)
+                         max_iter=max_iter, tol=tol, block_rows=form.block_rows,
+                         transpose_a=form.transpose_a)
   if row_mask is None:
     return jax.vmap(lambda x, kk: fn(x, key=kk))(a, keys)
   return jax.vmap(lambda x, kk, msk: fn(x, key=kk, row_mask=msk))(
