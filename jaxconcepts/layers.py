@@ -74,18 +74,18 @@ def im2col_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
     return jnp.dot(cols, kernel.reshape(cin, cout))
   # Taps whose strided slice reads only padding contribute exact zeros: leave
   # them out of the product (on 1x1 maps a 3x3 conv keeps 1 tap of 9).
-  rows = data_taps(kh, h, sh, ho, padding[0][0])
-  cols_ = data_taps(kw, w, sw, wo, padding[1][0])
+  row_taps = data_taps(kh, h, sh, ho, padding[0][0])
+  col_taps = data_taps(kw, w, sw, wo, padding[1][0])
   xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
   slices = [
       lax.slice(xp, (0, i, j, 0),
                 (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, cin),
                 (1, sh, sw, 1))
-      for i in rows for j in cols_
+      for i in row_taps for j in col_taps
   ]
   cols = jnp.concatenate(slices, axis=-1) if len(slices) > 1 else slices[0]
-  taps = _take_taps(_take_taps(kernel, rows, 0), cols_, 1)
-  return jnp.dot(cols, taps.reshape(len(rows) * len(cols_) * cin, cout))
+  taps = _take_taps(_take_taps(kernel, row_taps, 0), col_taps, 1)
+  return jnp.dot(cols, taps.reshape(len(row_taps) * len(col_taps) * cin, cout))
 
 
 def _take_taps(kernel: jax.Array, keep: list[int], axis: int) -> jax.Array:
