@@ -1,5 +1,5 @@
 """Evaluate: `python evaluate.py --config=configs/X.py[:arg] --workdir=DIR [--config.k=v]`."""
-from jaxconcepts import cli
+from jaxconcepts.programs import cli
 
 if __name__ == "__main__":
   cli.evaluate_main()

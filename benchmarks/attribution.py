@@ -100,7 +100,7 @@ def load_peer():
 def build(peer):
   """The W3 VGG as (model, variables, torch net or None)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxconcepts import models  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.models import classifiers as models  # pylint: disable=g-import-not-at-top
   model = models.create_model("vgg", 10)
   if peer is None:
     return model, models.init_variables(model, jax.random.PRNGKey(0), (32, 32, 1)), None
@@ -126,7 +126,7 @@ def captum_one_at_a_time(peer, net, xt):
 def agreement(peer, model, variables, net, x):
   """Max relative difference from Captum fed our noise, and the completeness delta."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxconcepts import attribution  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.methods import attribution  # pylint: disable=g-import-not-at-top
   torch, captum_attr, torch_refs = peer
   noise = np.asarray(jax.random.normal(jax.random.PRNGKey(7), (len(x), N_SAMPLES) + x.shape[1:]),
                      np.float32) * STD
@@ -197,7 +197,7 @@ def main():
   repeats = 1 if args.quick else args.repeats
 
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxconcepts import attribution  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.methods import attribution  # pylint: disable=g-import-not-at-top
   peer = load_peer()
   model, variables, net = build(peer)
   x = w3_images(n)

@@ -32,8 +32,8 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import _common  # pylint: disable=g-import-not-at-top
-from jaxconcepts import decoders  # pylint: disable=g-import-not-at-top
-from jaxconcepts import models  # pylint: disable=g-import-not-at-top
+from jaxconcepts.models import decoders  # pylint: disable=g-import-not-at-top
+from jaxconcepts.models import classifiers as models  # pylint: disable=g-import-not-at-top
 
 BATCH = 128
 LAYER = "conv4"

@@ -46,7 +46,7 @@ import _common  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from jaxconcepts import nmf as nmf_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxconcepts.ops import nmf as nmf_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _UNFAIR_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 

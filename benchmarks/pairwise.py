@@ -176,7 +176,7 @@ def peer_main(args):
 def run_w2(num_classes, args, record):
   """Times ours and the peers on W2 with C classes; prints a table."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxconcepts import pairwise  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.ops import pairwise  # pylint: disable=g-import-not-at-top
 
   x = w2_data(num_classes)
   counts = np.full((num_classes,), x.shape[1])
@@ -273,7 +273,7 @@ def run_w2(num_classes, args, record):
 def run_scale(args, record):
   """C=1000, N=64, D=1024, random data, 5 epochs: time and peak memory."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxconcepts import pairwise  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.ops import pairwise  # pylint: disable=g-import-not-at-top
 
   c, n, d, epochs = args.scale_classes, 64, 1024, 5
   rng = np.random.default_rng(0)

@@ -19,7 +19,7 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import _common  # pylint: disable=g-import-not-at-top
-from jaxconcepts import models  # pylint: disable=g-import-not-at-top
+from jaxconcepts.models import classifiers as models  # pylint: disable=g-import-not-at-top
 
 
 def jax_rates(batch: int, impl: str, repeats: int) -> dict[str, float]:

@@ -26,7 +26,7 @@ quick, fmnist.
 
 import ml_collections
 
-from jaxconcepts import config_utils
+from jaxconcepts.programs import config_utils
 
 
 def get_config(arg=None):

@@ -11,7 +11,7 @@ Arguments (after the colon): dataset, source (tfds | idx | digits), arch,
 epochs, batch, seed, quick (a tiny smoke run).
 """
 
-from jaxconcepts import config_utils
+from jaxconcepts.programs import config_utils
 
 
 def get_config(arg=None):

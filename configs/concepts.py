@@ -22,7 +22,7 @@ Arguments (after the colon): dataset, source, arch, layer, classes (e.g.
 
 import ml_collections
 
-from jaxconcepts import config_utils
+from jaxconcepts.programs import config_utils
 
 # Fashion-MNIST pairs that look alike: (A, B) = why A rather than B.
 _FASHION_PAIRS = ((6, 0), (0, 6), (4, 2), (2, 4), (9, 7), (7, 9))

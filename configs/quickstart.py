@@ -6,7 +6,7 @@ r"""Quickstart: a small VGG on scikit-learn's bundled digits (needs no download)
 About a minute or two on 2 CPU cores. Arguments: epochs, seed.
 """
 
-from jaxconcepts import config_utils
+from jaxconcepts.programs import config_utils
 
 
 def get_config(arg=None):

@@ -1,0 +1,417 @@
+"""Class contrasting: why A rather than B (Herdt Sec. 5).
+
+1. Per class, the raw pixel vectors (activation vectors at one spatial
+   position of the layer) of the images predicted as the class whose pixel
+   score exceeds ``threshold`` (0.25) x that image's maximum score
+   (:func:`contrast_mask`, :func:`contrast_vectors`). The score is the
+   one of `concepts.pixel_scores` (channel mean, negatives zeroed: the paper;
+   the authors' code thresholds the signed mean, a bug we do not follow);
+   the comparison is strict (``>``), as their code, and an image whose
+   maximum score is zero keeps nothing.
+2. One logistic classifier per unordered pair (`pairwise.train_pairwise`:
+   zero init, full batch, SGD, 100 epochs, lr 0.01, BCE);
+   `pairwise.hyperplane(result, a, b)` orients it toward A
+   (``w . x + b > 0`` means A).
+3. Contrast concepts for (A, B): the activations of A's images scaled by
+   ``max(w . x + b, 0)`` per pixel (:func:`contrast_matrix`), then NMF and
+   crops exactly as for a single class (`concepts.py`).
+4. The shifting test (Table 3): start from the activations of images the
+   model predicts as B, move every spatial position along the raw
+   (unnormalised) hyperplane normal toward A, ``h' = relu(h + t * w)``, for the
+   ten offsets ``t`` in :data:`OFFSETS`, apply the head and read the softmax
+   (:func:`shifting_probs`, jitted and ``vmap``-ed over offsets and images).
+   :func:`shift_metrics` reads, per ordered pair (B -> A):
+
+   * ``default_pred``: mean probability of A over the images, unshifted;
+   * ``best_offset``: the offset (of the ten, 0 included) where the mean
+     probability of A is highest; ``shifted_pred``: that probability;
+     ``shifted_pred_b``: B's mean probability there;
+   * ``flip_rate``: fraction of the images whose argmax is A at the best
+     offset (how often the prediction flips from B to A);
+   * ``majority``: the argmax of the mean probability vector at the best
+     offset; ``swap_<t>``: the paper's "pred swap" -- A is the majority class
+     *and* its mean probability is above t (0.1, 0.2, 0.5).
+
+   :func:`shift_summary` aggregates over pairs: mean (+- std over pairs) of
+   the default and shifted predictions and the percentage of pairs that swap
+   at each threshold (Table 3's columns), plus the mean flip rate and the
+   histogram of best offsets. (The authors' aggregation takes B's probability
+   at the wrong offset index, an off-by-one; we read it at the best offset.)
+5. The bias probe (Table 4): paste a crop (e.g. the top crop of a contrast
+   concept of A, taken from an image predicted as A) into the images
+   predicted as B, at the bottom-right corner, and compare the mean
+   probabilities of A and B for the original images, the pasted ones and ones
+   where the same square is filled with a blank value (0: black, as the
+   paper's "zeros") (:func:`paste`, :func:`bias_probe`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxconcepts.methods import concepts as concepts_lib
+from jaxconcepts.ops import pairwise
+
+OFFSETS = (0.0, 0.5, 1.0, 2.0, 10.0, 15.0, 20.0, 35.0, 50.0, 200.0)
+THRESHOLDS = (0.1, 0.2, 0.5)
+POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
+
+
+# ---------------------------------------------------------------------------
+# Filtering and training.
+
+
+def contrast_mask(attributions: jax.Array, threshold: float = 0.25,
+                  order: str = "mean_then_relu") -> jax.Array:
+  """Pixels whose score exceeds `threshold` x the image's maximum score.
+
+  Args:
+    attributions: (N, h, w, c) layer attributions for the class.
+    threshold: fraction of each image's maximum score, in [0, 1].
+    order: score order, see `concepts.pixel_scores`.
+
+  Returns:
+    (N, h, w) bool; strict ``>`` and only positive scores.
+  """
+  if not 0.0 <= float(threshold) <= 1.0:
+    raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+  scores = concepts_lib.pixel_scores(attributions, order)
+  peak = jnp.max(scores, axis=(1, 2), keepdims=True)
+  return (scores > threshold * peak) & (scores > 0)
+
+
+def contrast_vectors(activations, attributions, threshold: float = 0.25,
+                     order: str = "mean_then_relu") -> np.ndarray:
+  """The raw pixel vectors kept by :func:`contrast_mask`.
+
+  Args:
+    activations: (N, h, w, c) activations of the class's images.
+    attributions: (N, h, w, c) their attributions for the class.
+    threshold, order: see :func:`contrast_mask`.
+
+  Returns:
+    (n, c) float32 numpy array in (image, row, col) order (n may be 0).
+  """
+  chex.assert_rank([activations, attributions], 4)
+  chex.assert_equal_shape([activations, attributions])
+  keep = np.asarray(contrast_mask(attributions, threshold, order))
+  return np.asarray(activations, np.float32)[keep]
+
+
+def train_contrast(vectors: Sequence[np.ndarray], *, epochs: int = 100,
+                   lr: float = 0.01, **kwargs: Any) -> pairwise.PairwiseResult:
+  """`pairwise.train_pairwise` over per-class vector lists (all pairs at once).
+
+  Raises:
+    ValueError: a class without vectors (naming it) -- filter such classes
+      first; see `pairwise.train_pairwise` for the rest.
+  """
+  return pairwise.train_pairwise(list(vectors), epochs=epochs, lr=lr, **kwargs)
+
+
+def hyperplane_scores(activations: jax.Array, w: jax.Array, b: float) -> jax.Array:
+  """``w . x + b`` at every pixel: (N, h, w, c) -> (N, h, w)."""
+  chex.assert_rank(activations, 4)
+  return jnp.einsum("nhwc,c->nhw", activations, jnp.asarray(w, activations.dtype)) + b
+
+
+def contrast_matrix(activations: jax.Array, w: jax.Array, b: float) -> jax.Array:
+  """Pixel vectors scaled by ``max(w . x + b, 0)``, as (N * h * w, c) for NMF.
+
+  Args:
+    activations: (N, h, w, c) activations of images predicted as A.
+    w, b: the (A, B) hyperplane oriented toward A (`pairwise.hyperplane`).
+  """
+  activations = jnp.asarray(activations)
+  chex.assert_shape(w, (activations.shape[-1],))
+  z = jax.nn.relu(hyperplane_scores(activations, w, b))
+  return (activations * z[..., None]).reshape(-1, activations.shape[-1])
+
+
+# ---------------------------------------------------------------------------
+# The shifting test.
+
+
+def shift_activations(h: jax.Array, w: jax.Array, offsets: Sequence[float]) -> jax.Array:
+  """``relu(h + t * w)`` for each offset t: (N, ..., c) -> (T, N, ..., c)."""
+  t = jnp.asarray(offsets, h.dtype).reshape((-1,) + (1,) * h.ndim)
+  return jax.nn.relu(h[None] + t * jnp.asarray(w, h.dtype))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _shift_probs_chunk(head, h, ws, offsets):
+  """softmax(head(relu(h + t w))) for directions ws (P, c), offsets (T,)."""
+  def one(w, t):
+    return jax.nn.softmax(head(jax.nn.relu(h + t * w)), axis=-1)
+  return jax.vmap(lambda w: jax.vmap(lambda t: one(w, t))(offsets))(ws)
+
+
+def shifting_probs(head: Callable[[jax.Array], jax.Array], h: np.ndarray,
+                   directions: np.ndarray, offsets: Sequence[float] = OFFSETS,
+                   batch_size: int = 64) -> np.ndarray:
+  """Softmax of the head on shifted activations, all directions and offsets.
+
+  Args:
+    head: activations (n, h, w, c) -> logits (n, classes); a jittable function
+      that is hashable (the same object across calls reuses the compilation,
+      e.g. `split(...).head`).
+    h: (N, h, w, c) activations (images predicted as B).
+    directions: (P, c) hyperplane normals, each oriented toward its A.
+    offsets: (T,) offsets.
+    batch_size: images per compiled call (P * T * batch_size head
+      evaluations each).
+
+  Returns:
+    (P, T, N, classes) float32 probabilities.
+  """
+  h = np.asarray(h, np.float32)
+  directions = np.asarray(directions, np.float32)
+  chex.assert_rank(directions, 2)
+  if directions.shape[1] != h.shape[-1]:
+    raise ValueError(f"directions have {directions.shape[1]} channels, the "
+                     f"activations {h.shape[-1]}")
+  offs = jnp.asarray(offsets, jnp.float32)
+  n = h.shape[0]
+  bs = min(concepts_lib._check_positive_int("batch_size", batch_size), n)  # pylint: disable=protected-access
+  outs = []
+  for start in range(0, n, bs):
+    chunk = h[start:start + bs]
+    k = chunk.shape[0]
+    if k < bs:
+      chunk = np.concatenate([chunk, np.zeros((bs - k,) + h.shape[1:], h.dtype)])
+    outs.append(np.asarray(_shift_probs_chunk(head, chunk, directions, offs))[:, :, :k])
+  return np.concatenate(outs, axis=2)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _shift_stats_chunk(head, h, valid, ws, offsets):
+  """Sums over valid images of the softmax, and the argmax per image."""
+  probs = _shift_probs_chunk(head, h, ws, offsets)  # (P, T, n, classes)
+  sums = jnp.sum(jnp.where(valid[None, None, :, None], probs, 0), axis=2)
+  return sums, jnp.argmax(probs, axis=-1).astype(jnp.int32)
+
+
+def shifting_stats(head: Callable[[jax.Array], jax.Array], h: np.ndarray,
+                   directions: np.ndarray, offsets: Sequence[float] = OFFSETS,
+                   batch_size: int = 16, directions_per_call: int = 16
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """What Table 3 needs from :func:`shifting_probs`, in bounded memory.
+
+  Each compiled call evaluates ``min(directions_per_call, P) x T x
+  batch_size`` shifted activations (the last chunks are padded, so it
+  compiles once for a given P);
+  only the mean probabilities and the per-image argmax are kept, so 1000
+  classes (999 directions per class) fit in memory.
+
+  Args:
+    head, h, directions, offsets: as :func:`shifting_probs`.
+    batch_size: images per call.
+    directions_per_call: directions per call.
+
+  Returns:
+    (mean_probs (P, T, classes) float32 -- the softmax averaged over the N
+    images; argmax (P, T, N) int32 -- each image's predicted class).
+  """
+  h = np.asarray(h, np.float32)
+  directions = np.asarray(directions, np.float32)
+  chex.assert_rank(directions, 2)
+  if directions.shape[1] != h.shape[-1]:
+    raise ValueError(f"directions have {directions.shape[1]} channels, the "
+                     f"activations {h.shape[-1]}")
+  n, p = h.shape[0], directions.shape[0]
+  if n == 0 or p == 0:
+    raise ValueError(f"need images and directions, got {n} images, {p} directions")
+  offs = jnp.asarray(offsets, jnp.float32)
+  bs = concepts_lib._check_positive_int("batch_size", batch_size)  # pylint: disable=protected-access
+  bs = min(bs, 1 << (n - 1).bit_length())
+  dp = concepts_lib._check_positive_int("directions_per_call", directions_per_call)  # pylint: disable=protected-access
+  dp = min(dp, p)  # p is the same for every class of a run: one compilation
+  sums, args = [], []
+  for d0 in range(0, p, dp):
+    ws = directions[d0:d0 + dp]
+    kd = ws.shape[0]
+    if kd < dp:
+      ws = np.concatenate([ws, np.zeros((dp - kd, ws.shape[1]), ws.dtype)])
+    total, arg = 0.0, []
+    for start in range(0, n, bs):
+      chunk = h[start:start + bs]
+      k = chunk.shape[0]
+      valid = np.arange(bs) < k
+      if k < bs:
+        chunk = np.concatenate([chunk, np.zeros((bs - k,) + h.shape[1:], h.dtype)])
+      s_, a_ = _shift_stats_chunk(head, chunk, valid, ws, offs)
+      total = total + np.asarray(s_)[:kd]
+      arg.append(np.asarray(a_)[:kd, :, :k])
+    sums.append(total / n)
+    args.append(np.concatenate(arg, axis=2))
+  return np.concatenate(sums), np.concatenate(args)
+
+
+def shift_metrics(probs: np.ndarray, a: int, b: int,
+                  offsets: Sequence[float] = OFFSETS,
+                  thresholds: Sequence[float] = THRESHOLDS,
+                  base_probs: np.ndarray | None = None) -> dict[str, Any]:
+  """Table 3's per-pair numbers for shifting B's images toward A.
+
+  Args:
+    probs: (T, N, classes) softmax after shifting by each offset.
+    a: the class shifted toward.
+    b: the images' (predicted) class.
+    offsets: the T offsets.
+    thresholds: pred-swap thresholds.
+    base_probs: (N, classes) unshifted probabilities; default: the entry of
+      offset 0 (which must then be among the offsets).
+
+  Returns:
+    dict with default_pred, default_pred_b, shifted_pred, shifted_pred_b,
+    best_offset, flip_rate, majority, swap_<t> (see module docstring).
+  """
+  probs = np.asarray(probs, np.float64)
+  chex.assert_rank(probs, 3)
+  offsets = [float(t) for t in offsets]
+  if len(offsets) != probs.shape[0]:
+    raise ValueError(f"{len(offsets)} offsets for {probs.shape[0]} rows of probs")
+  if base_probs is None:
+    if 0.0 not in offsets:
+      raise ValueError("base_probs is needed when 0 is not among the offsets")
+    base_probs = probs[offsets.index(0.0)]
+  return shift_metrics_from_stats(probs.mean(axis=1), probs.argmax(axis=-1),
+                                  np.asarray(base_probs, np.float64).mean(axis=0),
+                                  a, b, offsets, thresholds)
+
+
+def shift_metrics_from_stats(mean_probs: np.ndarray, argmax: np.ndarray,
+                             base_mean: np.ndarray, a: int, b: int,
+                             offsets: Sequence[float] = OFFSETS,
+                             thresholds: Sequence[float] = THRESHOLDS) -> dict[str, Any]:
+  """:func:`shift_metrics` from :func:`shifting_stats`' outputs for one pair.
+
+  Args:
+    mean_probs: (T, classes) softmax averaged over the images, per offset.
+    argmax: (T, N) predicted class per offset and image.
+    base_mean: (classes,) unshifted softmax averaged over the images.
+    a, b, offsets, thresholds: as :func:`shift_metrics`.
+  """
+  mean = np.asarray(mean_probs, np.float64)
+  chex.assert_rank([mean, argmax, base_mean], [2, 2, 1])
+  offsets = [float(t) for t in offsets]
+  if len(offsets) != mean.shape[0]:
+    raise ValueError(f"{len(offsets)} offsets for {mean.shape[0]} rows of mean_probs")
+  best = int(np.argmax(mean[:, a]))
+  shifted = float(mean[best, a])
+  majority = int(np.argmax(mean[best]))
+  out = {
+      "default_pred": float(base_mean[a]),
+      "default_pred_b": float(base_mean[b]),
+      "shifted_pred": shifted,
+      "shifted_pred_b": float(mean[best, b]),
+      "best_offset": offsets[best],
+      "flip_rate": float(np.mean(np.asarray(argmax)[best] == a)),
+      "majority": majority,
+  }
+  for t in thresholds:
+    out[f"swap_{t:g}"] = bool(majority == a and shifted > t)
+  return out
+
+
+def shift_summary(rows: Sequence[dict[str, Any]],
+                  thresholds: Sequence[float] = THRESHOLDS,
+                  offsets: Sequence[float] = OFFSETS) -> dict[str, Any]:
+  """Table 3 over pairs: mean +- std (over pairs) and % of pairs that swap.
+
+  Args:
+    rows: per-pair dicts from :func:`shift_metrics` (rows without
+      "shifted_pred", e.g. failed pairs, are skipped).
+  """
+  ok = [r for r in rows if r.get("shifted_pred") is not None]
+  nan = float("nan")
+  d = np.array([r["default_pred"] for r in ok], np.float64)
+  s = np.array([r["shifted_pred"] for r in ok], np.float64)
+  n = len(ok)
+  out = {"n_pairs": n,
+         "default_pred": float(d.mean()) if n else nan,
+         "default_pred_std": float(d.std()) if n else nan,
+         "shifted_pred": float(s.mean()) if n else nan,
+         "shifted_pred_std": float(s.std()) if n else nan,
+         "increase_factor": float(s.mean() / d.mean()) if n and d.mean() > 0 else nan}
+  for t in thresholds:
+    out[f"pct_swap_{t:g}"] = (100.0 * float(np.mean([r[f"swap_{t:g}"] for r in ok]))
+                              if n else nan)
+  out["mean_flip_rate"] = float(np.mean([r["flip_rate"] for r in ok])) if n else nan
+  best = [r["best_offset"] for r in ok]
+  out["best_offset_counts"] = {f"{t:g}": int(sum(b == float(t) for b in best))
+                               for t in offsets}
+  return out
+
+
+# ---------------------------------------------------------------------------
+# The bias probe.
+
+
+def paste(images: np.ndarray, patch: np.ndarray,
+          position: str = "bottom_right") -> np.ndarray:
+  """Copies `patch` (ph, pw, C) into a corner of every image (N, H, W, C)."""
+  concepts_lib.check_choice("position", position, POSITIONS)
+  images = np.array(images, np.float32, copy=True)
+  patch = np.asarray(patch, np.float32)
+  chex.assert_rank([images, patch], [4, 3])
+  _, big_h, big_w, c = images.shape
+  ph, pw, pc = patch.shape
+  if ph > big_h or pw > big_w or pc != c:
+    raise ValueError(f"patch {patch.shape} does not fit images {images.shape[1:]}")
+  r = big_h - ph if position.startswith("bottom") else 0
+  q = big_w - pw if position.endswith("right") else 0
+  images[:, r:r + ph, q:q + pw] = patch
+  return images
+
+
+def bias_probe(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+               patches: np.ndarray, a: int, b: int, *,
+               position: str = "bottom_right", blank: float = 0.0) -> list[dict[str, float]]:
+  """Table 4: prediction change when a crop is pasted into B's images.
+
+  All images (original, one pasted and one blanked set per patch) go through
+  `predict` in one call.
+
+  Args:
+    predict: images (n, H, W, C) -> softmax probabilities (n, classes).
+    images: (N, H, W, C) images predicted as B.
+    patches: (P, ph, pw, C) crops (e.g. the top crop of each contrast concept
+      of A), or one (ph, pw, C) crop.
+    a, b: the classes whose mean probabilities are reported.
+    position: corner to paste into.
+    blank: fill value of the control ("black inserted": 0).
+
+  Returns:
+    One dict per patch: {orig_a, orig_b, pasted_a, pasted_b, blank_a, blank_b,
+    pct_flipped}: mean probabilities over the images, and the % of images whose
+    argmax is A after pasting.
+  """
+  images = np.asarray(images, np.float32)
+  patches = np.asarray(patches, np.float32)
+  if patches.ndim == 3:
+    patches = patches[None]
+  chex.assert_rank([images, patches], 4)
+  n = images.shape[0]
+  if n == 0:
+    raise ValueError(f"no images of class {b} to paste into")
+  batch = [images]
+  for patch in patches:
+    batch.append(paste(images, patch, position))
+    batch.append(paste(images, np.full_like(patch, blank), position))
+  probs = np.asarray(predict(np.concatenate(batch))).reshape(len(batch), n, -1)
+  p0 = probs[0]
+  out = []
+  for j in range(patches.shape[0]):
+    p1, p2 = probs[1 + 2 * j], probs[2 + 2 * j]
+    out.append({"orig_a": float(p0[:, a].mean()), "orig_b": float(p0[:, b].mean()),
+                "pasted_a": float(p1[:, a].mean()), "pasted_b": float(p1[:, b].mean()),
+                "blank_a": float(p2[:, a].mean()), "blank_b": float(p2[:, b].mean()),
+                "pct_flipped": 100.0 * float(np.mean(p1.argmax(-1) == a))})
+  return out

@@ -1,0 +1,147 @@
+"""The `train` and `evaluate` programs (also `jaxconcepts-train` / `-evaluate`).
+
+  python train.py --config=configs/classifier.py:source=idx --workdir=runs/x \
+      [--config.num_epochs=4]
+  python evaluate.py --config=configs/cladec.py --workdir=runs/x
+
+The whole config flows from `configs/*.py` into the task named by
+`config.task`; `--config.key=value` overrides any field (an unknown key is an
+error naming it).
+"""
+
+import difflib
+import importlib.util
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+config_flags.DEFINE_config_file("config", None, "Config file (configs/X.py[:arg]).",
+                                lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+TRAIN_TASKS = ("classifier", "cladec")
+EVALUATE_TASKS = ("classifier", "cladec", "concepts")
+
+
+def _check_task(task: str, valid: tuple[str, ...], program: str) -> None:
+  if task not in valid:
+    raise ValueError(f"unknown task {task!r} for {program}; valid tasks: {list(valid)}")
+
+
+def train_and_evaluate(config, workdir: str):
+  """Runs the training task named by `config.task`."""
+  _check_task(config.task, TRAIN_TASKS, "train")
+  os.makedirs(workdir, exist_ok=True)
+  if config.task == "classifier":
+    from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
+    return classifier.run(config, workdir)
+  from jaxconcepts.programs import cladec as cladec_pipeline  # pylint: disable=g-import-not-at-top
+  return cladec_pipeline.train(config, workdir)
+
+
+def evaluate(config, workdir: str):
+  """Runs the evaluation task named by `config.task`; results under workdir/results."""
+  _check_task(config.task, EVALUATE_TASKS, "evaluate")
+  if config.task == "classifier":
+    from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
+    return classifier.evaluate(config, workdir)
+  if config.task == "cladec":
+    from jaxconcepts.programs import cladec as cladec_pipeline  # pylint: disable=g-import-not-at-top
+    return cladec_pipeline.evaluate(config, workdir)
+  from jaxconcepts.programs import concepts as concepts_pipeline  # pylint: disable=g-import-not-at-top
+  return concepts_pipeline.evaluate(config, workdir)
+
+
+def config_keys(config, prefix: str = "") -> list[str]:
+  """All dotted leaf keys of a ConfigDict, e.g. ["data.source", "num_epochs"]."""
+  keys = []
+  for k, v in config.items():
+    if hasattr(v, "items"):
+      keys += config_keys(v, f"{prefix}{k}.")
+    else:
+      keys.append(f"{prefix}{k}")
+  return sorted(keys)
+
+
+def _load_config_from_argv(argv: list[str]):
+  """Loads the --config file (with its :arg) named in argv, or None."""
+  for i, a in enumerate(argv):
+    value = None
+    if a.startswith("--config="):
+      value = a.split("=", 1)[1]
+    elif a == "--config" and i + 1 < len(argv):
+      value = argv[i + 1]
+    if value:
+      path, _, arg = value.partition(":")
+      spec = importlib.util.spec_from_file_location("_user_config", path)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      return module.get_config(arg) if arg else module.get_config()
+  return None
+
+
+def check_overrides(argv: list[str]) -> None:
+  """Raises ValueError for a `--config.key=value` whose key the config lacks."""
+  config = _load_config_from_argv(argv)
+  if config is None:
+    return
+  keys = config_keys(config)
+  for a in argv[1:]:
+    if not a.startswith("--config."):
+      continue
+    key = a[len("--config."):].split("=", 1)[0]
+    if key not in keys:
+      close = difflib.get_close_matches(key, keys, n=3)
+      hint = f" Did you mean {close}?" if close else ""
+      raise ValueError(f"the config has no key {key!r}.{hint} Valid keys: {keys}")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing that names the valid keys for an unknown --config.key."""
+  try:
+    check_overrides(argv)
+  except ValueError as e:
+    sys.stderr.write(f"FATAL: {e}\n")
+    sys.exit(1)
+  return FLAGS(argv)
+
+
+class _QuietLibraries(logging.logging.Filter):
+  """Drops INFO chatter of orbax (every checkpoint logs dozens of lines)."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= logging.logging.WARNING or "/orbax/" not in record.pathname
+
+
+def _log_setup() -> None:
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())
+
+
+def _train(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  _log_setup()
+  train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+def _evaluate(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  _log_setup()
+  evaluate(FLAGS.config, FLAGS.workdir)
+
+
+def train_main():
+  app.run(_train, flags_parser=parse_flags)
+
+
+def evaluate_main():
+  app.run(_evaluate, flags_parser=parse_flags)
