@@ -714,8 +714,9 @@ def explain_class(model, variables, images: np.ndarray, target: int, layer, *,
   check_choice("score_order", score_order, SCORE_ORDERS)
   attribution_fn = attribution_fn or default_attribution_fn()
   key = jax.random.PRNGKey(0) if key is None else key
-  name = split_lib.resolve_layer(model, layer)
-  acts = split_lib.encode(model, variables, jnp.asarray(images), name)
+  s = split_lib.split(model, layer)
+  name = s.layer
+  acts = s.encode(variables, jnp.asarray(images))
   attr = attribution_fn(model, variables, jnp.asarray(images),
                         np.full((images.shape[0],), int(target), np.int32), name,
                         n_samples=n_samples, std=noise_std, baseline=baseline,

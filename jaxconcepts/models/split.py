@@ -1,24 +1,32 @@
-"""A classifier split at a layer: `encode(x) -> h` and `head(h) -> logits`.
+"""A classifier split at a layer: `encode(variables, x) -> h`, `head(variables, h) -> logits`.
 
 This is the operation everything else hangs on: ClaDec decodes `h`, layer
 attribution differentiates `head` at `h`, the shifting test edits `h`, and the
 contrast classifiers are trained on pixel vectors of `h`.
 
+A `Split` is a hashable value, (model, canonical layer name), with no weights
+inside: the variables are an argument of `encode` and `head`, so a jitted
+function that takes them as an argument compiles once per architecture and
+shape, and a new checkpoint of the same architecture reuses the compilation.
+A `Split` can be a static argument of `jax.jit`.
+
 Layers are addressed by tap name (`"conv3a"`, `"layer3.5"`, `"logits"`), by the
 module name of a torchvision block (`"layer3_5"`), or by the papers' negative
-aliases (`-1` ... `-5` or the strings `"-1"` ...), see `models.py`.
+aliases (`-1` ... `-5` or the strings `"-1"` ...), see `models/classifiers.py`.
 
 Example::
 
     model = create_model("vgg", 10)
     variables = init_variables(model, key, (32, 32, 1))
-    s = split(model, variables, -2)           # conv4, 512x1x1
-    h = s.encode(x)                           # (N, 1, 1, 512)
-    logits = s.head(h)                        # == model.apply(variables, x)
+    s = split(model, -2)                      # conv4, 512x1x1
+    h = s.encode(variables, x)                # (N, 1, 1, 512)
+    logits = s.head(variables, h)             # == model.apply(variables, x)
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import Callable, Sequence
+from typing import Any, Sequence
 
 import chex
 import flax.linen as nn
@@ -49,23 +57,8 @@ def resolve_layer(model: nn.Module, layer: str | int) -> str:
       + (f", aliases: {sorted(aliases, key=int, reverse=True)}" if aliases else ""))
 
 
-def encode(model: nn.Module, variables: dict, x: jax.Array, layer: str | int,
-           *, train: bool = False, rngs: dict | None = None) -> jax.Array:
-  """The activations `h` at `layer` for images `x` (N, H, W, C)."""
-  chex.assert_rank(x, 4)
-  name = resolve_layer(model, layer)
-  return model.apply(variables, x, train=train, stop=name, rngs=rngs)
-
-
-def head(model: nn.Module, variables: dict, h: jax.Array, layer: str | int,
-         *, train: bool = False, rngs: dict | None = None) -> jax.Array:
-  """The logits (N, classes) computed from activations `h` at `layer`."""
-  name = resolve_layer(model, layer)
-  return model.apply(variables, h, train=train, start=name, rngs=rngs)
-
-
-def all_taps(model: nn.Module, variables: dict, x: jax.Array) -> dict[str, jax.Array]:
-  """Every tap's activations for `x` in one forward pass (eval mode)."""
+def all_taps(model: nn.Module, variables: Any, x: jax.Array) -> dict[str, jax.Array]:
+  """Every tap's activations for `x` (N, H, W, C) in one forward pass (eval mode)."""
   chex.assert_rank(x, 4)
   _, state = model.apply(variables, x, train=False, mutable=["taps"])
   prefix = getattr(model, "tap_prefix", TAP_PREFIX)
@@ -74,8 +67,8 @@ def all_taps(model: nn.Module, variables: dict, x: jax.Array) -> dict[str, jax.A
 
 
 def layer_shapes(model: nn.Module, image_shape: Sequence[int],
-                 variables: dict | None = None) -> dict[str, tuple[int, ...]]:
-  """Per-sample shape of every tap for images of shape (H, W, C), no FLOPs."""
+                 variables: Any = None) -> dict[str, tuple[int, ...]]:
+  """Per-sample shape of every tap for images of shape (H, W, C); no FLOPs."""
   x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
   if variables is None:
     variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
@@ -87,39 +80,36 @@ def layer_shapes(model: nn.Module, image_shape: Sequence[int],
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  """A model bound to its variables and cut at `layer`.
+  """A model cut at `layer`; hashable, holds no weights.
 
   Attributes:
-    layer: the canonical tap name.
-    shape: per-sample shape of `h`, e.g. (4, 4, 256) or (10,).
-    encode: x (N, H, W, C) -> h (N, *shape).
-    head: h (N, *shape) -> logits (N, classes).
+    model: a module following the split protocol (see `models/classifiers.py`).
+    layer: the canonical tap name (use `split(model, layer)` to resolve
+      aliases).
   """
+  model: nn.Module
   layer: str
-  shape: tuple[int, ...]
-  encode: Callable[[jax.Array], jax.Array]
-  head: Callable[[jax.Array], jax.Array]
+
+  def encode(self, variables: Any, x: jax.Array, *, train: bool = False,
+             rngs: dict | None = None) -> jax.Array:
+    """Activations h (N, *shape) at the layer for images `x` (N, H, W, C)."""
+    chex.assert_rank(x, 4)
+    return self.model.apply(variables, x, train=train, stop=self.layer, rngs=rngs)
+
+  def head(self, variables: Any, h: jax.Array, *, train: bool = False,
+           rngs: dict | None = None) -> jax.Array:
+    """Logits (N, classes) computed from activations `h` (N, *shape) at the layer."""
+    return self.model.apply(variables, h, train=train, start=self.layer, rngs=rngs)
+
+  def shape(self, image_shape: Sequence[int], variables: Any = None) -> tuple[int, ...]:
+    """Per-sample shape of `h` for images of shape (H, W, C), e.g. (4, 4, 256)."""
+    return layer_shapes(self.model, image_shape, variables)[self.layer]
 
 
-def split(model: nn.Module, variables: dict, layer: str | int,
-          image_shape: Sequence[int] | None = None) -> Split:
-  """Binds `variables` and cuts `model` at `layer` (eval mode).
+def split(model: nn.Module, layer: str | int) -> Split:
+  """Cuts `model` at `layer` (a tap name, block name or alias).
 
-  Args:
-    model: a module following the split protocol (see `models.py`).
-    variables: its {'params', 'batch_stats'}.
-    layer: tap name, block name or alias.
-    image_shape: (H, W, C) of the inputs, to report `Split.shape`; if None the
-      shape is left empty.
-
-  Returns:
-    A `Split` whose `encode` and `head` are pure and jittable.
+  Raises:
+    ValueError: for a layer the model does not have, listing the valid ones.
   """
-  name = resolve_layer(model, layer)
-  shape: tuple[int, ...] = ()
-  if image_shape is not None:
-    shape = layer_shapes(model, image_shape, variables)[name]
-  return Split(
-      layer=name, shape=shape,
-      encode=lambda x: encode(model, variables, x, name),
-      head=lambda h: head(model, variables, h, name))
+  return Split(model, resolve_layer(model, layer))

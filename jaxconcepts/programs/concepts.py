@@ -155,10 +155,11 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, mod
   num_classes = int(dataset.num_classes)
   classes = _class_list(config, num_classes)
   plot_pairs = _pair_list(config, num_classes)
-  s = split_lib.split(model, variables, layer, image_shape)
+  s = split_lib.split(model, layer)
+  layer_shape = s.shape(image_shape, variables)
   pool = int(_cfg(config, "pool_size", 2))
-  geometry = cl.crop_geometry(image_shape, s.shape, pool, layer)
-  channels = s.shape[-1]
+  geometry = cl.crop_geometry(image_shape, layer_shape, pool, layer)
+  channels = layer_shape[-1]
   k = int(config.n_concepts)
   if not 1 <= k <= channels:
     raise ValueError(f"n_concepts={k} must lie in [1, {channels}] (the channels of {layer})")
@@ -195,15 +196,15 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, mod
   os.makedirs(figures_dir, exist_ok=True)
   files: list[str] = []
   logging.info("concepts: layer %s %s, crops %s (pool %d, grid %s), stitch layout %s, "
-               "%d classes, %d images in the %s split", layer, s.shape, geometry.crop_hw,
+               "%d classes, %d images in the %s split", layer, layer_shape, geometry.crop_hw,
                geometry.pool, geometry.grid_hw, layout, len(classes), images.shape[0],
                _cfg(config, "split", "test"))
 
   # ---- predictions ----
   t0 = time.time()
   jit_apply = jax.jit(apply_fn)
-  jit_encode = jax.jit(s.encode)
-  jit_head = jax.jit(s.head)
+  jit_encode = jax.jit(lambda x: s.encode(variables, x))
+  jit_head = jax.jit(lambda h: s.head(variables, h))
   logits = cl.batched_apply(jit_apply, images, eval_bs)
   preds = logits.argmax(-1).astype(np.int32)
   predict_probs = lambda x: _softmax_np(cl.batched_apply(jit_apply, x, eval_bs))  # pylint: disable=unnecessary-lambda-assignment
@@ -411,7 +412,7 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, mod
   n_failed = sum(1 for c in classes if c not in concept_sets)
   table1["n_failed"] = table2["n_failed"] = n_failed
   notes = [
-      f"layer {layer} {tuple(s.shape)}; {len(classes)} classes; images: the "
+      f"layer {layer} {tuple(layer_shape)}; {len(classes)} classes; images: the "
       f"{_cfg(config, 'split', 'test')} split ({images.shape[0]} images), up to "
       f"{n_per_class} predicted per class (labels ignored)",
       f"attribution: DeepLift + SmoothGrad, {n_samples} samples, std {noise_std}, "
@@ -516,7 +517,7 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, mod
       h_b = cl.batched_apply(jit_encode, images[class_idx[b]], eval_bs)
       todo = [a for a in others if a in cindex]
       dirs = np.stack([pairwise.hyperplane(result, cindex[a], cindex[b])[0] for a in todo])
-      mean_b, arg_b = ct.shifting_stats(s.head, h_b, dirs, offsets, shift_bs,
+      mean_b, arg_b = ct.shifting_stats(jit_head, h_b, dirs, offsets, shift_bs,
                                         int(_cfg(config, "shift_directions_per_call", 16)))
       base = _softmax_np(cl.batched_apply(jit_head, h_b, eval_bs)).mean(axis=0)
       per_a = {a: (mean_b[i], arg_b[i]) for i, a in enumerate(todo)}

@@ -336,7 +336,7 @@ def test_gradient_times_input_and_gradcam_follow_from_the_layer_gradient(vgg):
   model, variables, x = vgg
   g = attribution.gradient(model, variables, x, 0, "conv1")
   gxi = attribution.gradient_x_input(model, variables, x, 0, "conv1")
-  acts = split_lib.encode(model, variables, x, "conv1")
+  acts = split_lib.split(model, "conv1").encode(variables, x)
   np.testing.assert_allclose(gxi, acts * g, rtol=1e-5, atol=1e-8)
   cam = attribution.gradcam(model, variables, x, 0, "conv1")
   expected = jax.nn.relu(jnp.sum(acts * g.mean(axis=(1, 2), keepdims=True), -1))

@@ -61,12 +61,12 @@ def toy_attribution(model, variables, images, target, layer, *, n_samples=20, st
   """Gradient x activation at the layer: exact DeepLift (zero reference) for a
   head that is linear in the activations, as PartsNet's is."""
   del n_samples, std, baseline, key, batch_size
-  s = split_lib.split(model, variables, layer)
-  h = s.encode(jnp.asarray(images))
+  s = split_lib.split(model, layer)
+  h = s.encode(variables, jnp.asarray(images))
   target = jnp.asarray(target)
 
   def total(h):
-    return jnp.sum(jnp.take_along_axis(s.head(h), target[:, None], axis=1))
+    return jnp.sum(jnp.take_along_axis(s.head(variables, h), target[:, None], axis=1))
 
   return h * jax.grad(total)(h)
 
@@ -303,8 +303,8 @@ def test_stitched_test_on_the_toy_model_predicts_the_class(parts_model):
   images = ds.test_images
   preds = np.asarray(model.apply(variables, images)).argmax(-1)
   np.testing.assert_array_equal(preds, ds.test_labels)
-  s = split_lib.split(model, variables, "feat", images.shape[1:])
-  geometry = cl.crop_geometry(images.shape[1:], s.shape)
+  s = split_lib.split(model, "feat")
+  geometry = cl.crop_geometry(images.shape[1:], s.shape(images.shape[1:]))
   for c in (0, 1):
     idx = cl.class_image_indices(preds, c, 60)
     res = cl.explain_class(model, variables, images[idx], c, "feat", n_concepts=3,
@@ -312,7 +312,7 @@ def test_stitched_test_on_the_toy_model_predicts_the_class(parts_model):
                            nmf_kwargs=dict(max_iter=500, tol=1e-7))
     planted = np.eye(CHANNELS)[N_PARTS * c:N_PARTS * (c + 1)]
     assert _best_match(res.concepts.basis, planted).min() > 0.99
-    hits = cl.search_crops(s.encode, images, res.concepts.basis, 2, geometry,
+    hits = cl.search_crops(lambda x: s.encode(variables, x), images, res.concepts.basis, 2, geometry,
                            modes=("all", "exclude"),
                            basis_class=np.full(3, c), predictions=preds)
     for mode in ("all", "exclude"):

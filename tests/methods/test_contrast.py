@@ -179,13 +179,14 @@ def test_shift_summary_is_table_3():
 def test_shifting_probs_through_a_split_vgg_head():
   model = models.create_model("vgg", 10)
   variables = models.init_variables(model, jax.random.PRNGKey(0), (32, 32, 1))
-  s = split_lib.split(model, variables, "conv4a", (32, 32, 1))
+  s = split_lib.split(model, "conv4a")
   x = jax.random.uniform(jax.random.PRNGKey(1), (3, 32, 32, 1))
-  h = np.asarray(s.encode(x))
-  w = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (1, s.shape[-1])))
-  probs = ct.shifting_probs(s.head, h, w, (0.0, 2.0), batch_size=2)
-  np.testing.assert_allclose(probs[0, 0], jax.nn.softmax(s.head(h)), rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(probs[0, 1], jax.nn.softmax(s.head(jax.nn.relu(h + 2 * w[0]))),
+  h = np.asarray(s.encode(variables, x))
+  w = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (1, s.shape((32, 32, 1))[-1])))
+  head = lambda h: s.head(variables, h)  # pylint: disable=unnecessary-lambda-assignment
+  probs = ct.shifting_probs(head, h, w, (0.0, 2.0), batch_size=2)
+  np.testing.assert_allclose(probs[0, 0], jax.nn.softmax(head(h)), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(probs[0, 1], jax.nn.softmax(head(jax.nn.relu(h + 2 * w[0]))),
                              rtol=1e-4, atol=1e-6)
 
 

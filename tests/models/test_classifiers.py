@@ -28,8 +28,8 @@ def test_head_of_encode_equals_model_at_every_tap(built):
   arch, model, variables, x = built
   full = model.apply(variables, x)
   for layer in model.layer_names:
-    s = split_lib.split(model, variables, layer)
-    np.testing.assert_allclose(s.head(s.encode(x)), full, rtol=1e-5, atol=1e-5,
+    s = split_lib.split(model, layer)
+    np.testing.assert_allclose(s.head(variables, s.encode(variables, x)), full, rtol=1e-5, atol=1e-5,
                                err_msg=f"{arch} split at {layer}")
 
 
@@ -40,7 +40,7 @@ def test_all_taps_match_encode_and_layer_shapes(built):
   assert list(taps) == list(model.layer_names)
   for layer, value in taps.items():
     assert value.shape[1:] == shapes[layer], (arch, layer)
-    np.testing.assert_allclose(value, split_lib.encode(model, variables, x, layer),
+    np.testing.assert_allclose(value, split_lib.split(model, layer).encode(variables, x),
                                rtol=1e-6, atol=1e-6)
 
 
