@@ -1,0 +1,89 @@
+"""Records the tables of small runs of the three programs, to check that a change keeps them.
+
+    python -m tests.golden.record OUT.json [--repo ROOT]
+
+Runs, through `train.py` / `evaluate.py` of the checkout at ROOT (default: this
+one), in a temporary folder:
+
+1. the quickstart classifier on digits (1 epoch, 256 / 128 images) and its
+   evaluation;
+2. the quick concepts program on that classifier;
+3. a trimmed quick ClaDec program (two layers, one epoch per stage).
+
+and writes every results table to OUT.json ({program/stem: {table: rows}}).
+`tests/programs/test_golden.py` reruns the same with the current code and
+compares with `tests/golden/quick_programs.json`, recorded before the package
+was restructured. XLA runs at -O0 (fast compiles); the recording and the check
+use the same flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from tests.golden import compare
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+CLASSIFIER = ["--config=configs/quickstart.py", "--config.num_epochs=1",
+              "--config.data.max_train=256", "--config.data.max_test=128"]
+CONCEPTS = ["--config=configs/concepts.py:quick", "--config.max_images=160",
+            "--config.n_images_per_class=8", "--config.n_samples=2", "--config.epochs=20"]
+CLADEC = [
+    "--config=configs/cladec.py:quick",
+    "--config.layers=(-1, -5)", "--config.alpha_layer=-1", "--config.alphas=(0.5, 0.0)",
+    "--config.subsets.layer=-1", "--config.subsets.nested=(4,)",
+    "--config.subsets.disjoint_size=4", "--config.subsets.disjoint_count=2",
+    "--config.classifier_epochs=(0, 1)", "--config.classifier_epochs_layer=-1",
+    "--config.occlusion.layers=(-1, -5)", "--config.occlusion.n_images=32",
+    "--config.figures.n_images=3", "--config.data.max_train=256", "--config.data.max_test=64",
+    "--config.eval_batch_size=64", "--config.classifier.num_epochs=2",
+    "--config.decoder_epochs=1", "--config.refae_epochs=1",
+    "--config.eval_classifier.num_epochs=1",
+]
+
+
+def _run(root: str, script: str, args: list[str], workdir: str) -> None:
+  env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+  cmd = [sys.executable, os.path.join(root, script), *args, f"--workdir={workdir}"]
+  proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+  if proc.returncode:
+    raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}")
+
+
+def record(root: str = ROOT) -> dict:
+  """Runs the three small programs from the checkout at `root`; returns their tables."""
+  with tempfile.TemporaryDirectory() as tmp:
+    clf, con, cla = (os.path.join(tmp, n) for n in ("classifier", "concepts", "cladec"))
+    _run(root, "train.py", CLASSIFIER, clf)
+    _run(root, "evaluate.py", CLASSIFIER, clf)
+    _run(root, "evaluate.py", CONCEPTS + [f"--config.classifier_workdir={clf}"], con)
+    _run(root, "train.py", CLADEC, cla)
+    _run(root, "evaluate.py", CLADEC, cla)
+    out = {}
+    for name, workdir in (("classifier", clf), ("concepts", con), ("cladec", cla)):
+      for stem, tables in compare.load_tables(os.path.join(workdir, "results")).items():
+        out[f"{name}/{stem}"] = tables
+    return out
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("out")
+  p.add_argument("--repo", default=ROOT)
+  args = p.parse_args(argv)
+  tables = record(os.path.abspath(args.repo))
+  with open(args.out, "w") as f:
+    json.dump(tables, f, indent=1, sort_keys=True)
+  print(f"wrote {len(tables)} result files to {args.out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,37 @@
+"""The programs write the same tables as before the package was restructured.
+
+`tests/golden/quick_programs.json` was recorded with `python -m tests.golden.record`
+from the flat-module code (commit e5a7db7), before any file moved. This test runs
+the same three small programs with the current code and compares every table
+value (numbers to rtol 1e-3 / atol 1e-4, everything else exactly).
+"""
+
+import json
+import os
+
+import pytest
+
+from tests.golden import compare
+from tests.golden import record
+
+GOLDEN = os.path.join(os.path.dirname(os.path.dirname(__file__)), "golden", "quick_programs.json")
+
+
+@pytest.mark.slow
+def test_programs_write_the_recorded_tables():
+  with open(GOLDEN) as f:
+    expected = json.load(f)
+  actual = record.record()
+  assert sorted(actual) == sorted(expected)
+  diffs = compare.differences(expected, actual)
+  assert not diffs, "\n".join(diffs[:40])
+
+
+def test_compare_finds_a_changed_value_and_ignores_timings():
+  a = {"x/t": {"": [{"acc": 0.5, "wall_s": 1.0, "name": "a"}]}}
+  b = {"x/t": {"": [{"acc": 0.5 + 1e-6, "wall_s": 9.0, "name": "a"}]}}
+  assert not compare.differences(a, b)
+  b["x/t"][""][0]["acc"] = 0.51
+  assert compare.differences(a, b) == ["x/t/[0].acc: 0.5 vs 0.51"]
+  b["x/t"][""][0]["name"] = "b"
+  assert len(compare.differences(a, b)) == 2
