@@ -5,9 +5,11 @@
 ConfigDict of typed values, starting from defaults.
 """
 
-from typing import Any, Iterable
+from typing import Any
 
 import ml_collections
+
+from jaxconcepts.utils import check_choice  # noqa: F401  (configs call it from here)
 
 
 def _convert(value: str, default: Any) -> Any:
@@ -38,13 +40,6 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
       raise ValueError(f"unknown config argument {key!r}; valid arguments: {sorted(defaults)}")
     out[key] = _convert(value if "=" in item else "true", defaults[key])
   return out
-
-
-def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
-  """Raises ValueError naming `name`, the bad `value` and the valid `choices`."""
-  choices = list(choices)
-  if value not in choices:
-    raise ValueError(f"unknown {name} {value!r}; valid {name}s: {choices}")
 
 
 def optimizer_config(name: str, learning_rate: float, *, momentum: float = 0.9,
