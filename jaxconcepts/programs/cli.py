@@ -20,11 +20,13 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+# TensorFlow (TFDS, TensorBoard events) prints C++ INFO notices (oneDNN) on import; keep warnings.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 config_flags.DEFINE_config_file("config", None, "Config file (configs/X.py[:arg]).",
                                 lock_config=True)
-flags.mark_flags_as_required(["config", "workdir"])
 
 TRAIN_TASKS = ("classifier", "cladec")
 EVALUATE_TASKS = ("classifier", "cladec", "concepts")
@@ -70,21 +72,33 @@ def config_keys(config, prefix: str = "") -> list[str]:
   return sorted(keys)
 
 
-def _load_config_from_argv(argv: list[str]):
-  """Loads the --config file (with its :arg) named in argv, or None."""
+def _config_arg(argv: list[str]) -> str | None:
+  """The value of --config (`path[:arg]`) in argv, or None."""
   for i, a in enumerate(argv):
-    value = None
     if a.startswith("--config="):
-      value = a.split("=", 1)[1]
-    elif a == "--config" and i + 1 < len(argv):
-      value = argv[i + 1]
-    if value:
-      path, _, arg = value.partition(":")
-      spec = importlib.util.spec_from_file_location("_user_config", path)
-      module = importlib.util.module_from_spec(spec)
-      spec.loader.exec_module(module)
-      return module.get_config(arg) if arg else module.get_config()
+      return a.split("=", 1)[1]
+    if a == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
   return None
+
+
+def _load_config_from_argv(argv: list[str]):
+  """Loads the --config file (with its :arg) named in argv, or None.
+
+  Raises:
+    FileNotFoundError: naming the missing config file.
+  """
+  value = _config_arg(argv)
+  if not value:
+    return None
+  path, _, arg = value.partition(":")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no config file {path!r} (--config=configs/X.py[:arg]; "
+                            f"the files in configs/ are the experiments)")
+  spec = importlib.util.spec_from_file_location("_user_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def check_overrides(argv: list[str]) -> None:
@@ -103,21 +117,56 @@ def check_overrides(argv: list[str]) -> None:
       raise ValueError(f"the config has no key {key!r}.{hint} Valid keys: {keys}")
 
 
+def usage(argv: list[str]) -> str:
+  """The --help text: the two flags, and the keys of the config if --config names one."""
+  program = os.path.basename(argv[0]) if argv else "train.py"
+  lines = [
+      f"usage: {program} --config=configs/X.py[:arg] --workdir=DIR [--config.key=value ...]",
+      "",
+      "  --config   an experiment: configs/quickstart.py, configs/classifier.py[:source=idx,...],",
+      "             configs/cladec.py[:quick|fmnist], configs/concepts.py[:quick]",
+      "  --workdir  folder for checkpoints, TensorBoard events, metrics, results and figures",
+      "  --config.key=value  overrides one field of the config",
+  ]
+  config = _load_config_from_argv(argv)
+  if config is not None:
+    lines += ["", f"keys of {_config_arg(argv)}:"]
+    lines += [f"  --config.{k}" for k in config_keys(config)]
+  return "\n".join(lines) + "\n"
+
+
+def _fail(message: str) -> None:
+  sys.stderr.write(f"FATAL: {message}\n")
+  sys.exit(2)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing that names the valid keys for an unknown --config.key."""
+  """absl flag parsing with one-line errors, and a --help that lists the config's keys."""
   try:
+    if "--help" in argv or "-h" in argv or "--helpshort" in argv:
+      sys.stdout.write(usage(argv))
+      sys.exit(0)
     check_overrides(argv)
-  except ValueError as e:
-    sys.stderr.write(f"FATAL: {e}\n")
-    sys.exit(1)
-  return FLAGS(argv)
+    rest = FLAGS(argv)
+  except (ValueError, FileNotFoundError, flags.Error) as e:
+    _fail(" ".join(str(e).split()))
+  missing = [f"--{name}" for name in ("config", "workdir") if FLAGS[name].value is None]
+  if missing:
+    _fail(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required; "
+          f"see {os.path.basename(argv[0])} --help")
+  return rest
 
 
 class _QuietLibraries(logging.logging.Filter):
-  """Drops INFO chatter of orbax (every checkpoint logs dozens of lines)."""
+  """Drops INFO chatter of libraries: orbax (dozens of lines per checkpoint) and JAX's notice
+  that it found no TPU backend (printed on every run of a machine without one)."""
 
   def filter(self, record) -> bool:
-    return record.levelno >= logging.logging.WARNING or "/orbax/" not in record.pathname
+    if record.levelno >= logging.logging.WARNING:
+      return True
+    return "/orbax/" not in record.pathname and not (
+        record.pathname.endswith("xla_bridge.py") and "Unable to initialize backend" in
+        record.getMessage())
 
 
 def _log_setup() -> None:
