@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import _common  # pylint: disable=g-import-not-at-top
 from jaxconcepts.models import decoders  # pylint: disable=g-import-not-at-top
 from jaxconcepts.models import classifiers as models  # pylint: disable=g-import-not-at-top
+from jaxconcepts.ops import conv_transpose  # pylint: disable=g-import-not-at-top
 
 BATCH = 128
 LAYER = "conv4"
@@ -101,7 +102,7 @@ def torch_runner(cached: bool, n_batches: int):
   for p in vgg.parameters():
     p.requires_grad_(False)
   widths = decoders.stage_widths("paper", 5, 1)
-  p, op = decoders.transpose_padding(5)
+  p, op = conv_transpose.transpose_padding(5)
   layers = []
   cin = 512
   for i, w in enumerate(widths):
