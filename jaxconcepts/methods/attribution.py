@@ -1,329 +1,99 @@
 """Attribution for a classifier split at a layer: DeepLift, IG, SmoothGrad, GradCAM.
 
-Every method scores either the input (``layer=None``) or the activations ``h``
-at a tap (``layer="conv2"``, ``-3``, ``"layer3.5"``; see `jaxconcepts.models.split`)
-for one target logit per image (pre-softmax):
-
-* :func:`gradient` - ``d logit / d h``;
-* :func:`gradient_x_input` - ``h * d logit / d h``;
-* :func:`integrated_gradients` - ``(h - h0) * mean_alpha d logit / d h`` along
-  a straight path, with Captum's quadratures (``gausslegendre`` by default,
-  ``riemann_{left,right,middle,trapezoid}``). At a layer the path is the
-  straight line from ``h(x0)`` to ``h(x)`` in activation space, as Captum's
-  ``LayerIntegratedGradients``;
-* :func:`deeplift` - exact DeepLift (Rescale rule). The model's nonlinearity
-  ``act`` (and, if it has one, its ``max_pool``) is swapped for a custom-VJP op
-  that sees its own pre-activation ``x`` and the reference's ``x0`` and
-  back-propagates ``(f(x) - f(x0)) / (x - x0)``, or the plain gradient where
-  ``|x - x0| < eps`` (Captum's rule, ``eps = 1e-10``); max-pools follow
-  Captum's DeepLift max-pool formula (:func:`max_pool_rule`). Attributions
-  are ``(h(x) - h(x0)) * multipliers``, and the completeness delta
-  ``sum(attributions) - (f(x) - f(x0))`` is returned with them;
-* :func:`deeplift_ig` - an integrated-gradients-style approximation of
-  DeepLift that needs nothing from the model (any differentiable function):
-  the multipliers are the average gradient of the head along the straight line
-  from ``h(x0)`` to ``h(x)`` (:func:`path_integral` is the same for any
-  function of a batch). For a linear head it equals DeepLift exactly; for a
-  head with one layer of elementwise nonlinearities it converges to the
-  Rescale multipliers as ``n_steps`` grows (the average slope along the line
-  is the secant); deeper heads differ from DeepLift (both are complete:
-  completeness holds for IG in the limit);
-* SmoothGrad around any of them (``n_samples`` noisy copies of each image,
-  noise ``std`` in input units; ``smoothing="mean" | "square" | "vargrad"``),
-  built in (every method takes ``n_samples=``) or around any function with
-  :func:`smoothgrad`; :func:`layer_deeplift_smoothgrad` is the concept
-  extraction setting (DESIGN section 4);
-* :func:`gradcam` - GradCAM at any spatial layer, ``(N, h, w)``;
-  :func:`upsample_maps` and :func:`normalize_maps` for the occlusion study.
+Every method scores the input (``layer=None``) or the activations ``h`` at a
+tap (``"conv2"``, ``-3``, ``"layer3.5"``; see `jaxconcepts.models.split`) for one
+pre-softmax target logit per image: :func:`gradient`, :func:`gradient_x_input`,
+:func:`integrated_gradients` (Captum's quadratures; at a layer along the
+straight line from ``h(x0)`` to ``h(x)``, as ``LayerIntegratedGradients``),
+:func:`deeplift` (exact Rescale rule and Captum's max-pool rule; attributions
+``(h(x) - h(x0)) * multipliers`` with the completeness delta
+``sum(attributions) - (f(x) - f(x0))``), :func:`deeplift_ig` (its IG-style
+approximation for any differentiable model) and :func:`gradcam` (spatial
+layers, ``(N, h, w)``). Every method takes ``n_samples=`` for SmoothGrad
+(``smoothing="mean" | "square" | "vargrad"``); :func:`layer_deeplift_smoothgrad`
+is the concept extraction setting (DESIGN section 4). The model-free pieces
+(DeepLift rules, quadratures, `path_integral`, `smoothgrad` around any
+function, `upsample_maps`, `normalize_maps`, the input checks) live in
+`jaxconcepts.ops.attribution`; the public ones are re-exported here.
 
 Batching. Images and their SmoothGrad samples go through ``vmap`` together in
-chunks of at most ``batch_size`` forward passes (``lax.map`` over chunks, all
-inside one ``jit``), so memory is bounded whatever the number of images. The
-reference's forward pass is computed once: a shared baseline (a scalar, an
-(H, W, C) image or a batch of one) is run once per call, a per-image baseline
-once per image - never once per noise sample, and the reference half is never
-back-propagated (Captum runs and differentiates the concatenation
+chunks of at most ``batch_size`` forward passes (``lax.map`` over chunks inside
+one ``jit`` whose static argument is the plan and whose traced arguments
+include the variables), so memory is bounded and new weights of the same
+shapes reuse the compilation. The reference's forward pass runs once per call
+(shared baseline) or once per image (per-image baseline), never once per noise
+sample, and is never back-propagated (Captum runs and differentiates
 ``[x; x0]`` for every noisy sample).
 
-How exact DeepLift sees the reference: one forward pass of the reference
-through the head records the pre-activations of every replaceable op in call
-order; the pass on the (noisy) inputs replays them, each op taking the next
-recorded reference. This works for any model following the split protocol
-whose nonlinearities all go through its ``act`` (elementwise) and
-``max_pool`` attributes (our VGG and ResNets: residual additions, BatchNorm in
-eval mode, dropout off and global average pooling are linear and need no
-rule). A nonlinearity the model does not expose is differentiated plainly,
-which shows up as a non-zero completeness delta.
+Exact DeepLift swaps the model's ``act`` (and, if it has one, ``max_pool``) for
+a custom-VJP rule (`ops.attribution.rescale_rule`, `max_pool_rule`). One pass
+of the reference through the head records the inputs and outputs of every
+replaceable op in call order (`ops.attribution.ReferenceTape`); the pass on the
+(noisy) inputs replays them. This is exact for any split-protocol model whose
+nonlinearities all go through ``act`` and ``max_pool`` (our VGG and ResNets:
+residual additions, eval-mode BatchNorm, dropout off and average pooling are
+linear). A nonlinearity the model does not expose is differentiated plainly,
+which shows as a non-zero completeness delta. Through a max-pool next to a
+ReLU (a ResNet-18/34/50 stem) Captum 0.9.0 is not complete and we are, so
+input-level DeepLift there differs from Captum's (see `max_pool_rule`).
 
-Max-pools and Captum. The max-pool rule routes ``g * (max(y, y0) - y0)``
-through the pool's VJP at ``x`` and ``g * (y - max(y, y0))`` through the VJP at
-``x0`` and divides by ``x - x0`` - Captum's formula, complete to rounding,
-and equal to Captum 0.9.0 where Captum is complete (tested on a model with no
-ReLU next to the pool). Captum 0.9.0 is not complete when a ReLU feeds or
-follows the pool (a ResNet stem): its max-pool fallback uses the first
-sample's gradient (captum issue #1276), its hooks hand the pool the plain
-gradient of an adjacent ReLU instead of the Rescaled one, and its
-``max_unpool`` overwrites instead of adding where 3x3/2 windows overlap. So
-input-level DeepLift through a ResNet-18/34/50 stem differs from Captum's
-(ours has a zero delta, Captum's does not); attributions at ``layer1.0`` or
-deeper never pass the stem and are unaffected. Our ResNet-10 (CIFAR stem)
-has no max-pool.
+The public functions may be called inside a user's ``jax.jit`` with the
+variables and inputs traced; the target range is then not checked.
 
-Shapes: inputs ``x`` are (N, H, W, C) floats; attributions have the shape of
-``x`` (``layer=None``) or of the layer's activations (N, *h.shape); targets are
-an int or an (N,) int array; deltas are (N,) or, with SmoothGrad, (N, n_samples)
-(one per noisy sample).
+Shapes: inputs ``x`` (N, H, W, C) float; attributions the shape of ``x`` or of
+the layer's activations (N, *h.shape); targets an int or (N,) ints; deltas (N,)
+or, with SmoothGrad, (N, n_samples) (one per noisy sample).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, NamedTuple, Sequence
+from typing import Any
 
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxconcepts.models import split as split_lib
+from jaxconcepts.ops import attribution as attr_ops
+from jaxconcepts.ops.attribution import (DEFAULT_BATCH_SIZE, EPS, QUADRATURES, SMOOTHINGS,
+                                         Attribution, max_pool_rule, normalize_maps,
+                                         path_integral, quadrature, rescale_rule,
+                                         smoothgrad, upsample_maps)
+from jaxconcepts.utils import as_key, check_int
 
-EPS = 1e-10  # Captum's threshold for falling back to the gradient.
-QUADRATURES = ("gausslegendre", "riemann_trapezoid", "riemann_left",
-               "riemann_right", "riemann_middle")
-SMOOTHINGS = ("mean", "square", "vargrad")
-_SMOOTHING_ALIASES = {"smoothgrad": "mean", "smoothgrad_sq": "square",
-                      "mean": "mean", "square": "square", "vargrad": "vargrad"}
-DEFAULT_BATCH_SIZE = 256
-
-
-class Attribution(NamedTuple):
-  """Attributions and their completeness delta.
-
-  Attributes:
-    attributions: (N, *shape) float, shape of the input or of the layer.
-    delta: sum of each sample's attributions minus ``f(x) - f(x0)`` for its
-      target logit: (N,), or (N, n_samples) with SmoothGrad (one per noisy
-      sample, as Captum's NoiseTunnel).
-  """
-  attributions: jax.Array
-  delta: jax.Array
+__all__ = ["Attribution", "gradient", "gradient_x_input", "integrated_gradients",
+           "deeplift", "deeplift_ig", "layer_deeplift_smoothgrad", "gradcam",
+           "smoothgrad", "path_integral", "quadrature", "rescale_rule", "max_pool_rule",
+           "upsample_maps", "normalize_maps", "EPS", "QUADRATURES", "SMOOTHINGS",
+           "DEFAULT_BATCH_SIZE"]
 
 
 # ---------------------------------------------------------------------------
-# DeepLift rules as custom-VJP ops.
-
-
-def rescale_rule(fn: Callable[[jax.Array], jax.Array],
-                 eps: float = EPS) -> Callable[[jax.Array, jax.Array], jax.Array]:
-  """The DeepLift Rescale rule for an elementwise nonlinearity.
-
-  Args:
-    fn: elementwise function (``nn.relu``, ``jnp.tanh``, ...).
-    eps: where ``|x - x_ref| < eps`` the plain derivative ``fn'(x)`` is used.
-
-  Returns:
-    ``op(x, x_ref) = fn(x)`` whose VJP multiplies the cotangent by
-    ``(fn(x) - fn(x_ref)) / (x - x_ref)``; ``x_ref`` broadcasts against ``x``
-    (e.g. one reference for a batch of noisy inputs) and gets no cotangent.
-  """
-  op = _rescale_op(fn, eps)
-  return lambda x, x_ref: op(x, x_ref, fn(x_ref))
-
-
-def _rescale_op(fn, eps):
-  """``op(x, x_ref, y_ref) = fn(x)`` with the Rescale VJP; ``y_ref = fn(x_ref)``."""
-
-  @jax.custom_vjp
-  def op(x, x_ref, y_ref):
-    del x_ref, y_ref
-    return fn(x)
-
-  def fwd(x, x_ref, y_ref):
-    y, slope = jax.jvp(fn, (x,), (jnp.ones_like(x),))
-    dx = x - x_ref
-    small = jnp.abs(dx) < eps
-    secant = (y - y_ref) / jnp.where(small, jnp.ones_like(dx), dx)
-    return y, jnp.where(small, slope, secant)
-
-  def bwd(multiplier, g):
-    return g * multiplier, None, None
-
-  op.defvjp(fwd, bwd)
-  return op
-
-
-def max_pool_rule(pool: Callable[[jax.Array], jax.Array],
-                  eps: float = EPS) -> Callable[[jax.Array, jax.Array], jax.Array]:
-  """Captum's DeepLift rule for a max-pool (any window, via the pool's VJP).
-
-  With ``y = pool(x)``, ``y0 = pool(x0)`` and ``m = max(y, y0)``, the
-  cotangent ``g`` becomes ``(P_x(g (m - y0)) + P_x0(g (y - m))) / (x - x0)``,
-  where ``P_z`` routes a pooled value back to the arg-max of its window at
-  ``z`` (the pool's VJP at ``z``); where ``|x - x0| < eps``, the plain
-  gradient. The contributions of every window sum to ``g (y - y0)``, so
-  completeness holds.
-
-  Args:
-    pool: the model's max-pool, ``(N, H, W, C) -> (N, H', W', C)``.
-    eps: fallback threshold.
-
-  Returns:
-    ``op(x, x_ref) = pool(x)`` with that VJP.
-  """
-
-  @jax.custom_vjp
-  def op(x, x_ref):
-    del x_ref
-    return pool(x)
-
-  def fwd(x, x_ref):
-    return pool(x), (x, x_ref)
-
-  def bwd(res, g):
-    x, x_ref = res
-    x_ref = jnp.broadcast_to(x_ref, x.shape)
-    y, vjp_x = jax.vjp(pool, x)
-    y0, vjp_ref = jax.vjp(pool, x_ref)
-    top = jnp.maximum(y, y0)
-    routed = vjp_x(g * (top - y0))[0] + vjp_ref(g * (y - top))[0]
-    dx = x - x_ref
-    small = jnp.abs(dx) < eps
-    plain = vjp_x(g)[0]
-    return jnp.where(small, plain, routed / jnp.where(small, jnp.ones_like(dx), dx)), None
-
-  op.defvjp(fwd, bwd)
-  return op
-
-
-class _Tape:
-  """The reference's inputs and outputs of a model's replaceable ops, in call order.
-
-  A recording pass on the reference stores ``(x0, f(x0))`` for every call of
-  ``act`` / ``max_pool``; the pass on the inputs replays them, each call
-  taking the next stored pair, so the reference's forward pass is never
-  repeated.
-  """
-
-  def __init__(self, refs: Sequence[tuple[jax.Array, jax.Array]] = ()):
-    self.refs = list(refs)
-    self.pos = 0
-
-  def record(self, fn: Callable) -> Callable:
-    def call(x):
-      y = fn(x)
-      self.refs.append((x, y))
-      return y
-    return call
-
-  def replay(self, rule: Callable) -> Callable:
-    """`rule(x, x_ref, y_ref)` applied with the next recorded reference."""
-    def call(x):
-      if self.pos >= len(self.refs):
-        raise RuntimeError(
-            "the model called its nonlinearities more often on the input than on the "
-            "reference; exact DeepLift needs the same sequence of `act` / `max_pool` calls")
-      x_ref, y_ref = self.refs[self.pos]
-      self.pos += 1
-      if x_ref.shape[1:] != x.shape[1:]:
-        raise RuntimeError(
-            f"nonlinearity call {self.pos} sees shape {x.shape[1:]} on the input but "
-            f"{x_ref.shape[1:]} on the reference; the calls are not in the same order")
-      return rule(x, x_ref, y_ref)
-    return call
+# Exact DeepLift through a model: record the reference, replay it (ReferenceTape).
 
 
 def _has_field(model: nn.Module, name: str) -> bool:
   return any(f.name == name for f in dataclasses.fields(model))
 
 
-def _recording_model(model: nn.Module, tape: _Tape) -> nn.Module:
-  overrides = {"act": tape.record(model.act)}
-  if _has_field(model, "max_pool"):
-    overrides["max_pool"] = tape.record(model.max_pool)
-  return model.clone(**overrides)
+def _replaceable(model: nn.Module) -> tuple[str, ...]:
+  """The model's replaceable nonlinearities: `act` and, if present, `max_pool`."""
+  return ("act", "max_pool") if _has_field(model, "max_pool") else ("act",)
 
 
-def _deeplift_model(model: nn.Module, tape: _Tape, eps: float) -> nn.Module:
-  overrides = {"act": tape.replay(_rescale_op(model.act, eps))}
-  if _has_field(model, "max_pool"):
-    pool_rule = max_pool_rule(model.max_pool, eps)
-    overrides["max_pool"] = tape.replay(lambda x, x_ref, y_ref: pool_rule(x, x_ref))
-  return model.clone(**overrides)
+def _recording_model(model: nn.Module, tape: attr_ops.ReferenceTape) -> nn.Module:
+  return model.clone(**{f: tape.record(getattr(model, f)) for f in _replaceable(model)})
 
 
-# ---------------------------------------------------------------------------
-# Path integrals (integrated gradients) for any function.
-
-
-def quadrature(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
-  """Points ``alpha`` in [0, 1] and weights of Captum's IG quadratures.
-
-  Returns:
-    (alphas, weights), each (n_steps,) float64. As Captum, the trapezoid
-    weights are ``1/n`` with both ends halved (they sum to ``1 - 1/n``).
-  """
-  if method not in QUADRATURES:
-    raise ValueError(f"unknown quadrature {method!r}; valid: {list(QUADRATURES)}")
-  n = int(n_steps)
-  if method == "gausslegendre":
-    if n < 1:
-      raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-    points, weights = np.polynomial.legendre.leggauss(n)
-    return 0.5 * (1.0 + points), 0.5 * weights
-  if n < 2:
-    raise ValueError(f"n_steps must be >= 2 for {method}, got {n_steps}")
-  weights = np.full(n, 1.0 / n)
-  if method == "riemann_trapezoid":
-    weights[0] /= 2
-    weights[-1] /= 2
-    return np.linspace(0.0, 1.0, n), weights
-  if method == "riemann_left":
-    return np.linspace(0.0, 1.0 - 1.0 / n, n), weights
-  if method == "riemann_right":
-    return np.linspace(1.0 / n, 1.0, n), weights
-  return np.linspace(1.0 / (2 * n), 1.0 - 1.0 / (2 * n), n), weights
-
-
-def path_integral(fn: Callable[[jax.Array], jax.Array], x: jax.Array, x0: jax.Array,
-                  *, n_steps: int = 50, method: str = "gausslegendre") -> Attribution:
-  """Integrated gradients of any differentiable batched function.
-
-  The IG-style approximation of DeepLift for functions whose nonlinearities
-  cannot be replaced: ``(x - x0) * sum_k w_k grad fn(x0 + alpha_k (x - x0))``.
-
-  Args:
-    fn: (B, *S) -> (B,) scalar per sample (e.g. one logit of a head).
-    x: (B, *S) points.
-    x0: reference, broadcastable to ``x``.
-    n_steps: quadrature points.
-    method: one of `QUADRATURES`.
-
-  Returns:
-    `Attribution` with attributions (B, *S) and delta (B,) =
-    ``sum(attributions) - (fn(x) - fn(x0))``.
-  """
-  alphas, weights = quadrature(method, n_steps)
-  x0 = jnp.broadcast_to(x0, x.shape).astype(x.dtype)
-  avg = _average_gradient(fn, x, x0, alphas, weights)
-  attr = (x - x0) * avg
-  delta = _sum_per_sample(attr) - (fn(x) - fn(x0))
-  return Attribution(attr, delta)
-
-
-def _average_gradient(fn, x, x0, alphas, weights):
-  """sum_k w_k grad fn at x0 + alpha_k (x - x0), all steps in one batch."""
-  b = x.shape[0]
-  a = jnp.asarray(alphas, x.dtype).reshape((-1, 1) + (1,) * (x.ndim - 1))
-  points = (x0[None] + a * (x - x0)[None]).reshape((-1,) + x.shape[1:])
-  grads = jax.grad(lambda p: jnp.sum(fn(p)))(points).reshape((len(alphas), b) + x.shape[1:])
-  w = jnp.asarray(weights, x.dtype).reshape((-1,) + (1,) * x.ndim)
-  return jnp.sum(grads * w, axis=0)
-
-
-def _sum_per_sample(a: jax.Array) -> jax.Array:
-  return jnp.sum(a.reshape(a.shape[0], -1), axis=1)
+def _deeplift_model(model: nn.Module, tape: attr_ops.ReferenceTape, eps: float) -> nn.Module:
+  rules = {"act": rescale_rule, "max_pool": max_pool_rule}
+  return model.clone(**{f: tape.replay(rules[f](getattr(model, f), eps))
+                        for f in _replaceable(model)})
 
 
 # ---------------------------------------------------------------------------
@@ -332,6 +102,7 @@ def _sum_per_sample(a: jax.Array) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class _Plan:
+  """Static description of one call; holds the model but never its weights."""
   method: str  # "gradient" | "gradient_x_input" | "ig" | "deeplift" | "gradcam"
   model: nn.Module
   layer: str | None
@@ -350,193 +121,189 @@ class _Plan:
     return self.method in ("ig", "deeplift")
 
 
-def _encode(plan: _Plan, variables, x):
+def _encode(plan: _Plan, variables: Any, x: jax.Array) -> jax.Array:
   if plan.layer is None:
     return x
-  return plan.model.apply(variables, x, stop=plan.layer)
+  return split_lib.Split(plan.model, plan.layer).encode(variables, x)
 
 
-def _head(plan: _Plan, variables, h, model=None):
+def _head(plan: _Plan, variables: Any, h: jax.Array,
+          model: nn.Module | None = None) -> jax.Array:
+  """Logits from `h`; `model` is the plan's model or a clone with replaced ops."""
   model = plan.model if model is None else model
-  return model.apply(variables, h, start=plan.layer)
+  if plan.layer is None:
+    return model.apply(variables, h)
+  return split_lib.Split(model, plan.layer).head(variables, h)
 
 
-def _reference(plan: _Plan, variables, b):
+def _reference(plan: _Plan, variables: Any, b: jax.Array):
   """Per-reference state: (h0, logits0, recorded pre-activations)."""
   h0 = _encode(plan, variables, b)
   if plan.method == "deeplift":
-    tape = _Tape()
+    tape = attr_ops.ReferenceTape()
     logits0 = _head(plan, variables, h0, _recording_model(plan.model, tape))
     return h0, logits0, tuple(tape.refs)
   return h0, _head(plan, variables, h0), ()
 
 
-def _pick(logits, t):
+def _pick(logits: jax.Array, t: jax.Array) -> jax.Array:
   return logits[:, t]
 
 
-def _kernel(plan: _Plan, variables, xs, t, ref):
-  """Attributions for the samples `xs` (g, *S) of one image with target `t`.
+# ---------------------------------------------------------------------------
+# Kernels: one image's samples (g, *S) with target `t` -> (attributions, delta (g,)).
 
-  Returns (attributions (g, *A), delta (g,)); delta is zeros for methods
-  without a reference.
-  """
-  g = xs.shape[0]
-  zeros = jnp.zeros((g,), xs.dtype)
-  if plan.method in ("gradient", "gradient_x_input", "gradcam"):
-    h = _encode(plan, variables, xs)
-    grad = jax.grad(lambda h: jnp.sum(_pick(_head(plan, variables, h), t)))(h)
-    if plan.method == "gradient":
-      return grad, zeros
-    if plan.method == "gradient_x_input":
-      return h * grad, zeros
-    weights = jnp.mean(grad, axis=(1, 2), keepdims=True)
-    cam = jnp.sum(weights * h, axis=-1)
-    return cam, zeros
 
-  if plan.method == "deeplift":
-    h0, logits0, refs = ref
-    h = _encode(plan, variables, xs)
+def _gradient_kernel(plan: _Plan, variables, xs, t):
+  """Gradient, gradient x input or the GradCAM map; delta is zero (no reference)."""
+  zeros = jnp.zeros((xs.shape[0],), xs.dtype)
+  h = _encode(plan, variables, xs)
+  grad = jax.grad(lambda h: jnp.sum(_pick(_head(plan, variables, h), t)))(h)
+  if plan.method == "gradient":
+    return grad, zeros
+  if plan.method == "gradient_x_input":
+    return h * grad, zeros
+  weights = jnp.mean(grad, axis=(1, 2), keepdims=True)
+  cam = jnp.sum(weights * h, axis=-1)
+  return cam, zeros
 
-    def target_logit(h):
-      tape = _Tape(refs)
-      out = _pick(_head(plan, variables, h, _deeplift_model(plan.model, tape, plan.eps)), t)
-      if tape.pos != len(tape.refs):
-        raise RuntimeError(
-            f"the model called {tape.pos} nonlinearities on the input but "
-            f"{len(tape.refs)} on the reference; exact DeepLift needs the same calls")
-      return jnp.sum(out), out
 
-    (_, f), mult = jax.value_and_grad(target_logit, has_aux=True)(h)
-    attr = (h - h0) * mult
-    return attr, _sum_per_sample(attr) - (f - _pick(logits0, t))
+def _deeplift_kernel(plan: _Plan, variables, xs, t, ref):
+  """Exact DeepLift: multipliers from the replayed rules, times ``h - h0``."""
+  h0, logits0, refs = ref
+  h = _encode(plan, variables, xs)
 
-  # Integrated gradients along the straight line from h(x0) to h(x).
+  def target_logit(h):
+    tape = attr_ops.ReferenceTape(refs)
+    out = _pick(_head(plan, variables, h, _deeplift_model(plan.model, tape, plan.eps)), t)
+    if tape.pos != len(tape.refs):
+      raise RuntimeError(
+          f"the model called {tape.pos} nonlinearities on the input but "
+          f"{len(tape.refs)} on the reference; exact DeepLift needs the same calls")
+    return jnp.sum(out), out
+
+  (_, f), mult = jax.value_and_grad(target_logit, has_aux=True)(h)
+  attr = (h - h0) * mult
+  return attr, attr_ops.sum_per_sample(attr) - (f - _pick(logits0, t))
+
+
+def _ig_kernel(plan: _Plan, variables, xs, t, ref):
+  """Integrated gradients along the straight line from h(x0) to h(x)."""
   alphas, weights = quadrature(plan.quadrature, plan.n_steps)
   head_t = lambda h: _pick(_head(plan, variables, h), t)
   h0, logits0, _ = ref
   h = _encode(plan, variables, xs)
-  avg = _average_gradient(head_t, h, jnp.broadcast_to(h0, h.shape), alphas, weights)
+  avg = attr_ops.average_gradient(head_t, h, jnp.broadcast_to(h0, h.shape), alphas, weights)
   attr = (h - h0) * avg
-  return attr, _sum_per_sample(attr) - (head_t(h) - _pick(logits0, t))
+  return attr, attr_ops.sum_per_sample(attr) - (head_t(h) - _pick(logits0, t))
 
 
-def _noise(key, std, image_index, sample_index, shape, dtype):
-  """Noise for one (image, sample) pair; independent of chunking."""
-  k = jax.random.fold_in(jax.random.fold_in(key, image_index), sample_index)
-  return std * jax.random.normal(k, shape, dtype)
+def _kernel(plan: _Plan, variables, xs, t, ref):
+  """Attributions (g, *A) and deltas (g,) for the samples `xs` (g, *S) of one image."""
+  if plan.method == "deeplift":
+    return _deeplift_kernel(plan, variables, xs, t, ref)
+  if plan.method == "ig":
+    return _ig_kernel(plan, variables, xs, t, ref)
+  return _gradient_kernel(plan, variables, xs, t)
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5))
-def _noise_pairs(key, std, image_index, sample_index, shape, dtype):
-  """Noise for pairs (image_index[k], sample_index[k]), stacked: (K, *shape)."""
-  return jax.vmap(lambda i, s: _noise(key, std, i, s, shape, dtype))(image_index, sample_index)
+# ---------------------------------------------------------------------------
+# The driver: chunks of images (lax.map), groups of samples (scan), vmap inside.
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _run(plan: _Plan, variables, x, target, baseline, key, noise, std):
-  """The chunked, vmapped driver.
+  """The chunked, vmapped driver; `plan` is static, the variables are traced.
 
   Returns:
     (mean over samples (N, *A), mean of squares (N, *A) or None without
     SmoothGrad, deltas (N, max(n_samples, 1))).
   """
   n = x.shape[0]
-  c, gs, ng = plan.images_per_chunk, plan.samples_per_group, plan.n_groups
+  c = plan.images_per_chunk
   n_chunks = -(-n // c)
-  pad = n_chunks * c - n
-  padn = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, 0)]) if pad else a
-  smooth = plan.n_samples > 0
-  n_samp = max(plan.n_samples, 1)
-
   shared_ref = None
   if plan.has_reference and plan.shared_baseline:
     shared_ref = _reference(plan, variables, baseline)  # once per call
+  xs = _chunked_inputs(plan, n_chunks, x, target, baseline, noise)
+  mean, mean_sq, deltas = jax.lax.map(
+      lambda d: _chunk(plan, variables, shared_ref, key, std, d), xs)
+  unchunk = lambda a: a.reshape((n_chunks * c,) + a.shape[2:])[:n]
+  smooth = plan.n_samples > 0
+  return unchunk(mean), (unchunk(mean_sq) if smooth else None), unchunk(deltas)
 
+
+def _chunked_inputs(plan: _Plan, n_chunks: int, x, target, baseline, noise) -> dict:
+  """Per-image inputs padded (repeating the last image) and reshaped to (n_chunks, c, ...)."""
+  c = plan.images_per_chunk
+  pad = n_chunks * c - x.shape[0]
+  padn = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, 0)]) if pad else a
   xs = {"x": padn(x), "t": padn(target), "i": jnp.arange(n_chunks * c)}
   if plan.has_reference and not plan.shared_baseline:
     xs["b"] = padn(baseline)
   if plan.explicit_noise:
     nz = noise
-    extra = ng * gs - nz.shape[1]
+    extra = plan.n_groups * plan.samples_per_group - nz.shape[1]
     if extra:
       nz = jnp.concatenate([nz, jnp.zeros((nz.shape[0], extra) + nz.shape[2:], nz.dtype)], 1)
     xs["noise"] = padn(nz)
-  xs = jax.tree.map(lambda a: a.reshape((n_chunks, c) + a.shape[1:]), xs)
-
-  def chunk(d):
-    if plan.has_reference and not plan.shared_baseline:
-      ref = _reference(plan, variables, d["b"])  # once per image, not per sample
-      ref_axis = 0
-    else:
-      ref, ref_axis = shared_ref, None
-
-    def group(carry, gi):
-      s_idx = gi * gs + jnp.arange(gs)
-      valid = (s_idx < n_samp).astype(x.dtype)
-
-      def one_image(xi, ti, ii, refi, nzi):
-        if ref_axis == 0:
-          refi = jax.tree.map(lambda r: r[None], refi)
-        if not smooth:
-          samples = xi[None]
-        elif plan.explicit_noise:
-          samples = xi[None] + jax.lax.dynamic_slice_in_dim(nzi, gi * gs, gs, 0)
-        else:
-          nzs = jax.vmap(lambda s: _noise(key, std, ii, s, xi.shape, xi.dtype))(s_idx)
-          samples = xi[None] + nzs
-        return _kernel(plan, variables, samples, ti, refi)
-
-      nz = d.get("noise")
-      attr, delta = jax.vmap(one_image, in_axes=(0, 0, 0, ref_axis, 0 if nz is not None else None))(
-          d["x"], d["t"], d["i"], ref, nz)
-      w = valid.reshape((1, gs) + (1,) * (attr.ndim - 2))
-      s1, s2 = carry
-      s1 = s1 + jnp.sum(attr * w, axis=1)
-      if smooth:
-        s2 = s2 + jnp.sum(attr * attr * w, axis=1)
-      return (s1, s2), delta
-
-    (s1, s2), deltas = _scan_groups(group, ng)
-    deltas = jnp.moveaxis(deltas, 0, 1).reshape(c, ng * gs)[:, :n_samp]
-    return s1 / n_samp, (s2 / n_samp if smooth else None), deltas
-
-  mean, mean_sq, deltas = jax.lax.map(chunk, xs)
-  unchunk = lambda a: a.reshape((n_chunks * c,) + a.shape[2:])[:n]
-  return unchunk(mean), (unchunk(mean_sq) if smooth else None), unchunk(deltas)
+  return jax.tree.map(lambda a: a.reshape((n_chunks, c) + a.shape[1:]), xs)
 
 
-def _scan_groups(group, n_groups):
-  """Runs `group` over sample groups, accumulating (sum, sum of squares)."""
-  zero = jnp.zeros((), jnp.float32)
-  if n_groups == 1:
-    (s1, s2), delta = group((zero, zero), jnp.int32(0))
-    return (s1, s2), delta[None]
-  # Accumulator shapes from an abstract evaluation of one group (no FLOPs).
-  (s1, _), _ = jax.eval_shape(lambda: group((zero, zero), jnp.int32(0)))
-  acc = jnp.zeros(s1.shape, s1.dtype)
-  return jax.lax.scan(group, (acc, acc), jnp.arange(n_groups))
+def _chunk(plan: _Plan, variables, shared_ref, key, std, d: dict):
+  """One chunk of `c` images: sample moments (c, *A) twice and deltas (c, n_samples)."""
+  if plan.has_reference and not plan.shared_baseline:
+    ref = _reference(plan, variables, d["b"])  # once per image, not per sample
+    ref_axis = 0
+  else:
+    ref, ref_axis = shared_ref, None
+  n_samp = max(plan.n_samples, 1)
+  c, gs, ng = plan.images_per_chunk, plan.samples_per_group, plan.n_groups
+
+  def group(carry, gi):
+    return _group(plan, variables, key, std, d, ref, ref_axis, carry, gi)
+
+  (s1, s2), deltas = attr_ops.scan_groups(group, ng)
+  deltas = jnp.moveaxis(deltas, 0, 1).reshape(c, ng * gs)[:, :n_samp]
+  return s1 / n_samp, (s2 / n_samp if plan.n_samples > 0 else None), deltas
+
+
+def _group(plan: _Plan, variables, key, std, d: dict, ref, ref_axis, carry, gi):
+  """Sample group `gi` of every image in the chunk; adds to the (sum, sum of squares)."""
+  gs = plan.samples_per_group
+  s_idx = gi * gs + jnp.arange(gs)
+  valid = (s_idx < max(plan.n_samples, 1)).astype(d["x"].dtype)
+
+  def one_image(xi, ti, ii, refi, nzi):
+    if ref_axis == 0:
+      refi = jax.tree.map(lambda r: r[None], refi)
+    samples = _noisy_samples(plan, key, std, xi, ii, nzi, s_idx, gi)
+    return _kernel(plan, variables, samples, ti, refi)
+
+  nz = d.get("noise")
+  attr, delta = jax.vmap(one_image, in_axes=(0, 0, 0, ref_axis, 0 if nz is not None else None))(
+      d["x"], d["t"], d["i"], ref, nz)
+  w = valid.reshape((1, gs) + (1,) * (attr.ndim - 2))
+  s1, s2 = carry
+  s1 = s1 + jnp.sum(attr * w, axis=1)
+  if plan.n_samples > 0:
+    s2 = s2 + jnp.sum(attr * attr * w, axis=1)
+  return (s1, s2), delta
+
+
+def _noisy_samples(plan: _Plan, key, std, xi, ii, nzi, s_idx, gi) -> jax.Array:
+  """The samples of image `xi` in group `gi`: (gs, H, W, C), or (1, H, W, C) unsmoothed."""
+  if plan.n_samples == 0:
+    return xi[None]
+  if plan.explicit_noise:
+    gs = plan.samples_per_group
+    return xi[None] + jax.lax.dynamic_slice_in_dim(nzi, gi * gs, gs, 0)
+  nzs = jax.vmap(lambda s: attr_ops.sample_noise(key, std, ii, s, xi.shape, xi.dtype))(s_idx)
+  return xi[None] + nzs
 
 
 # ---------------------------------------------------------------------------
 # Input checks and planning (concrete values, before any long computation).
-
-
-def _is_tracer(v) -> bool:
-  return isinstance(v, jax.core.Tracer)
-
-
-def _check_inputs(x) -> jax.Array:
-  if not hasattr(x, "dtype"):
-    x = np.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(
-        f"inputs must be a floating-point array (N, H, W, C), got dtype {x.dtype}; "
-        "convert images to float (e.g. x.astype(np.float32) / 255)")
-  x = jnp.asarray(x)
-  if x.ndim != 4 or x.shape[0] < 1:
-    raise ValueError(f"inputs must have shape (N, H, W, C) with N >= 1, got {x.shape}")
-  return x
 
 
 def _num_classes(model: nn.Module, variables, x: jax.Array) -> int:
@@ -548,135 +315,65 @@ def _num_classes(model: nn.Module, variables, x: jax.Array) -> int:
   return int(out.shape[-1])
 
 
-def _check_target(target, n: int, num_classes: int) -> jax.Array:
-  t = target if hasattr(target, "dtype") else np.asarray(target)
-  if not jnp.issubdtype(t.dtype, jnp.integer):
-    raise TypeError(f"target must be an int or an integer array of shape (N,), "
-                    f"got dtype {t.dtype}")
-  if t.ndim == 0:
-    t = jnp.full((n,), t, jnp.int32)
-  elif t.shape != (n,):
-    raise ValueError(f"target must be an int or have shape (N,) = ({n},), got shape {t.shape}")
-  if not _is_tracer(t):
-    tn = np.asarray(t)
-    bad = tn[(tn < 0) | (tn >= num_classes)]
-    if bad.size:
-      raise ValueError(f"target class {int(bad[0])} is out of range for a model with "
-                       f"{num_classes} classes (valid: 0 .. {num_classes - 1})")
-  return jnp.asarray(t, jnp.int32)
-
-
-def _check_baseline(baseline, x: jax.Array) -> tuple[jax.Array, bool]:
-  """Returns (baseline, shared): (1, *S) if shared by all images, else (N, *S)."""
-  b = baseline if hasattr(baseline, "dtype") else np.asarray(baseline)
-  if not (jnp.issubdtype(b.dtype, jnp.floating) or jnp.issubdtype(b.dtype, jnp.integer)):
-    raise TypeError(f"baseline must be a real number or array, got dtype {b.dtype}")
-  try:
-    ok = np.broadcast_shapes(b.shape, x.shape) == x.shape
-  except ValueError:
-    ok = False
-  if not ok:
-    raise ValueError(f"baseline of shape {tuple(b.shape)} does not broadcast to the "
-                     f"inputs' shape {tuple(x.shape)}; give a scalar, an (H, W, C) image, "
-                     "(1, H, W, C) or (N, H, W, C)")
-  b = jnp.asarray(b, x.dtype)
-  shared = b.ndim < 4 or b.shape[0] == 1
-  shape = (1,) + x.shape[1:] if shared else x.shape
-  return jnp.broadcast_to(b, shape), shared
-
-
-def _check_positive_int(value, name: str, minimum: int = 1) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-  return int(value)
-
-
-def _check_key(key):
-  """None -> PRNGKey(0); an int -> PRNGKey(int); a key passes through."""
-  if key is None:
-    return jax.random.PRNGKey(0)
-  if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-    return jax.random.PRNGKey(int(key))
-  return key
-
-
-def _check_layer(model: nn.Module, layer) -> str | None:
-  if layer is None:
-    return None
-  if not hasattr(model, "layer_names"):
-    raise ValueError(f"{type(model).__name__} does not follow the split protocol "
-                     "(no `layer_names`); layer attribution needs named taps")
-  return split_lib.resolve_layer(model, layer)
-
-
-@functools.lru_cache(maxsize=64)
-def _layer_shape(model: nn.Module, layer: str, image_shape: tuple[int, ...]):
-  return split_lib.layer_shapes(model, image_shape)[layer]
-
-
-def _plan_and_args(method: str, model: nn.Module, variables, x, target, layer, *,
-                   baseline=0.0, n_samples: int = 0, std: float = 0.25, key=None,
-                   noise=None, smoothing: str = "mean", batch_size: int = DEFAULT_BATCH_SIZE,
-                   passes: int = 1, **extra):
-  """Validates everything and returns (plan, args for `_run`)."""
-  x = _check_inputs(x)
-  n = x.shape[0]
-  batch_size = _check_positive_int(batch_size, "batch_size")
-  name = _check_layer(model, layer)
-  if method == "gradcam":
-    if name is None:
-      raise ValueError("GradCAM needs a layer (a conv tap), got layer=None")
-    shape = _layer_shape(model, name, tuple(x.shape[1:]))
-    if len(shape) != 3:
-      raise ValueError(f"GradCAM needs a spatial layer (activations (h, w, c)); layer "
-                       f"{name!r} has per-image shape {shape}")
-  target = _check_target(target, n, _num_classes(model, variables, x))
-  if smoothing not in _SMOOTHING_ALIASES:
-    raise ValueError(f"unknown smoothing {smoothing!r}; valid: {list(SMOOTHINGS)} "
-                     "(or Captum's 'smoothgrad', 'smoothgrad_sq')")
-  smoothing = _SMOOTHING_ALIASES[smoothing]
-  n_samples = _check_positive_int(n_samples, "n_samples", 0)
-  if noise is not None:
-    noise = jnp.asarray(noise, x.dtype)
-    if noise.ndim != 5 or noise.shape[0] != n or noise.shape[2:] != x.shape[1:]:
-      raise ValueError(f"noise must have shape (N, n_samples, H, W, C) = ({n}, n, "
-                       f"{', '.join(map(str, x.shape[1:]))}), got {noise.shape}")
-    if n_samples not in (0, noise.shape[1]):
-      raise ValueError(f"n_samples={n_samples} disagrees with noise of {noise.shape[1]} samples")
-    n_samples = noise.shape[1]
-  if not np.isfinite(std) or std < 0:
-    raise ValueError(f"std must be a finite number >= 0 (input units), got {std!r}")
-  key = _check_key(key)
+def _method_baseline(method: str, model: nn.Module, baseline: ArrayLike,
+                     x: jax.Array) -> tuple[jax.Array, bool]:
+  """The checked baseline of a reference method, else an unused shared placeholder."""
   if method in ("ig", "deeplift"):
-    baseline, shared = _check_baseline(baseline, x)
+    baseline, shared = attr_ops.check_baseline(baseline, x)
   else:
     baseline, shared = jnp.zeros((1,) + x.shape[1:], x.dtype), True
   if method == "deeplift" and not _has_field(model, "act"):
     raise ValueError(f"exact DeepLift needs a model whose nonlinearity is the replaceable "
                      f"attribute `act`; {type(model).__name__} has none (use deeplift_ig, "
                      "the IG-style approximation, for any model)")
+  return baseline, shared
 
-  per_chunk = max(1, batch_size // passes)
-  samples = max(n_samples, 1)
-  if samples <= per_chunk:
-    gs, ng = samples, 1
-    c = min(n, per_chunk // samples)
-    c = -(-n // -(-n // c))  # balance the chunks
+
+def _check_layer(model: nn.Module, layer: str | int | None, method: str,
+                 image_shape: tuple[int, ...]) -> str | None:
+  """The canonical tap name (None: the input); GradCAM needs a spatial tap."""
+  if layer is None:
+    name = None
+  elif not hasattr(model, "layer_names"):
+    raise ValueError(f"{type(model).__name__} does not follow the split protocol "
+                     "(no `layer_names`); layer attribution needs named taps")
   else:
-    c, gs = 1, per_chunk
-    ng = -(-samples // gs)
+    name = split_lib.resolve_layer(model, layer)
+  if method == "gradcam":
+    if name is None:
+      raise ValueError("GradCAM needs a layer (a conv tap), got layer=None")
+    shape = _layer_shape(model, name, image_shape)
+    if len(shape) != 3:
+      raise ValueError(f"GradCAM needs a spatial layer (activations (h, w, c)); layer "
+                       f"{name!r} has per-image shape {shape}")
+  return name
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_shape(model: nn.Module, layer: str, image_shape: tuple[int, ...]):
+  return split_lib.Split(model, layer).shape(image_shape)
+
+
+def _plan_and_args(method: str, model: nn.Module, variables, x, target, layer, *,
+                   baseline=0.0, n_samples: int = 0, std: float = 0.25, key=None,
+                   noise=None, smoothing: str = "mean", batch_size: int = DEFAULT_BATCH_SIZE,
+                   passes: int = 1, **extra):
+  """Validates everything and returns (plan, canonical smoothing, args for `_run`)."""
+  x = attr_ops.check_inputs(x)
+  batch_size = check_int(batch_size, "batch_size")
+  name = _check_layer(model, layer, method, tuple(x.shape[1:]))
+  target = attr_ops.check_target(target, x.shape[0], _num_classes(model, variables, x))
+  smoothing = attr_ops.check_smoothing(smoothing)
+  noise, n_samples = attr_ops.check_samples(noise, x, n_samples)
+  std = attr_ops.check_std(std)
+  key = as_key(key)
+  baseline, shared = _method_baseline(method, model, baseline, x)
+  c, gs, ng = attr_ops.chunking(x.shape[0], max(1, batch_size // passes), max(n_samples, 1))
   plan = _Plan(method=method, model=model, layer=name, n_samples=n_samples,
-               images_per_chunk=c,
-               samples_per_group=gs, n_groups=ng, shared_baseline=shared,
-               explicit_noise=noise is not None, **extra)
+               images_per_chunk=c, samples_per_group=gs, n_groups=ng,
+               shared_baseline=shared, explicit_noise=noise is not None, **extra)
   return plan, smoothing, (variables, x, target, baseline, key, noise,
                            jnp.asarray(std, x.dtype))
-
-
-def _smooth(mean, mean_sq, smoothing):
-  if mean_sq is None or smoothing == "mean":
-    return mean
-  return mean_sq if smoothing == "square" else mean_sq - mean * mean
 
 
 def _attribute(method, model, variables, x, target, layer, *, smoothing="mean", **kwargs):
@@ -689,7 +386,7 @@ def _attribute(method, model, variables, x, target, layer, *, smoothing="mean", 
   n = args[1].shape[0]
   chex.assert_axis_dimension(mean, 0, n)
   chex.assert_shape(deltas, (n, plan.n_samples) if plan.n_samples else (n,))
-  return _smooth(mean, mean_sq, smoothing), deltas
+  return attr_ops.smooth(mean, mean_sq, smoothing), deltas
 
 
 # ---------------------------------------------------------------------------
@@ -698,7 +395,8 @@ def _attribute(method, model, variables, x, target, layer, *, smoothing="mean", 
 _COMMON_ARGS = """
     model: a Flax module following the split protocol (`layer_names`,
       ``start`` / ``stop``), e.g. from `models.create_model`.
-    variables: its {'params', 'batch_stats'} (eval mode is used).
+    variables: its {'params', 'batch_stats'} (eval mode is used); may be
+      traced (the function can be called inside a user's ``jax.jit``).
     x: (N, H, W, C) float inputs.
     target: the logit to explain: an int or an (N,) int array.
     layer: None for the input, or a tap name / block name / alias.
@@ -721,9 +419,10 @@ def _doc(f):
 
 
 @_doc
-def gradient(model: nn.Module, variables, x, target, layer=None, *,
-             batch_size: int = DEFAULT_BATCH_SIZE, n_samples: int = 0, std: float = 0.25,
-             key=None, noise=None, smoothing: str = "mean") -> jax.Array:
+def gradient(model: nn.Module, variables: Any, x: ArrayLike, target: ArrayLike,
+             layer: str | int | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE,
+             n_samples: int = 0, std: float = 0.25, key: Any = None,
+             noise: ArrayLike | None = None, smoothing: str = "mean") -> jax.Array:
   """Gradient of the target logit with respect to the input or the layer.
 
   Args:
@@ -737,9 +436,10 @@ def gradient(model: nn.Module, variables, x, target, layer=None, *,
 
 
 @_doc
-def gradient_x_input(model: nn.Module, variables, x, target, layer=None, *,
+def gradient_x_input(model: nn.Module, variables: Any, x: ArrayLike, target: ArrayLike,
+                     layer: str | int | None = None, *,
                      batch_size: int = DEFAULT_BATCH_SIZE, n_samples: int = 0,
-                     std: float = 0.25, key=None, noise=None,
+                     std: float = 0.25, key: Any = None, noise: ArrayLike | None = None,
                      smoothing: str = "mean") -> jax.Array:
   """Gradient times the input (or times the layer's activations).
 
@@ -754,10 +454,12 @@ def gradient_x_input(model: nn.Module, variables, x, target, layer=None, *,
 
 
 @_doc
-def integrated_gradients(model: nn.Module, variables, x, target, layer=None, *,
-                         baseline=0.0, n_steps: int = 50, method: str = "gausslegendre",
-                         batch_size: int = DEFAULT_BATCH_SIZE,
-                         n_samples: int = 0, std: float = 0.25, key=None, noise=None,
+def integrated_gradients(model: nn.Module, variables: Any, x: ArrayLike, target: ArrayLike,
+                         layer: str | int | None = None, *, baseline: ArrayLike = 0.0,
+                         n_steps: int = 50, method: str = "gausslegendre",
+                         batch_size: int = DEFAULT_BATCH_SIZE, n_samples: int = 0,
+                         std: float = 0.25, key: Any = None,
+                         noise: ArrayLike | None = None,
                          smoothing: str = "mean") -> Attribution:
   """Integrated gradients at the input or a layer.
 
@@ -777,7 +479,7 @@ def integrated_gradients(model: nn.Module, variables, x, target, layer=None, *,
   Returns:
     `Attribution` (attributions (N, *shape), delta).
   """
-  n_steps = _check_positive_int(n_steps, "n_steps")
+  n_steps = check_int(n_steps, "n_steps")
   quadrature(method, n_steps)  # validates
   attrs, deltas = _attribute(
       "ig", model, variables, x, target, layer, baseline=baseline, batch_size=batch_size,
@@ -787,9 +489,10 @@ def integrated_gradients(model: nn.Module, variables, x, target, layer=None, *,
 
 
 @_doc
-def deeplift(model: nn.Module, variables, x, target, layer=None, *, baseline=0.0,
+def deeplift(model: nn.Module, variables: Any, x: ArrayLike, target: ArrayLike,
+             layer: str | int | None = None, *, baseline: ArrayLike = 0.0,
              eps: float = EPS, batch_size: int = DEFAULT_BATCH_SIZE, n_samples: int = 0,
-             std: float = 0.25, key=None, noise=None,
+             std: float = 0.25, key: Any = None, noise: ArrayLike | None = None,
              smoothing: str = "mean") -> Attribution:
   """Exact DeepLift (Rescale rule; Captum's max-pool rule) at the input or a layer.
 
@@ -816,10 +519,11 @@ def deeplift(model: nn.Module, variables, x, target, layer=None, *, baseline=0.0
 
 
 @_doc
-def deeplift_ig(model: nn.Module, variables, x, target, layer=None, *, baseline=0.0,
+def deeplift_ig(model: nn.Module, variables: Any, x: ArrayLike, target: ArrayLike,
+                layer: str | int | None = None, *, baseline: ArrayLike = 0.0,
                 n_steps: int = 50, method: str = "gausslegendre",
                 batch_size: int = DEFAULT_BATCH_SIZE, n_samples: int = 0,
-                std: float = 0.25, key=None, noise=None,
+                std: float = 0.25, key: Any = None, noise: ArrayLike | None = None,
                 smoothing: str = "mean") -> Attribution:
   """The IG-style approximation of DeepLift; needs no replaceable nonlinearity.
 
@@ -841,10 +545,11 @@ def deeplift_ig(model: nn.Module, variables, x, target, layer=None, *, baseline=
                               key=key, noise=noise, smoothing=smoothing)
 
 
-def layer_deeplift_smoothgrad(model: nn.Module, variables, images, target, layer, *,
-                              n_samples: int = 20, std: float = 0.25, baseline=1.0,
-                              key=None, noise=None, batch_size: int = DEFAULT_BATCH_SIZE
-                              ) -> jax.Array:
+def layer_deeplift_smoothgrad(model: nn.Module, variables: Any, images: ArrayLike,
+                              target: ArrayLike, layer: str | int, *, n_samples: int = 20,
+                              std: float = 0.25, baseline: ArrayLike = 1.0, key: Any = None,
+                              noise: ArrayLike | None = None,
+                              batch_size: int = DEFAULT_BATCH_SIZE) -> jax.Array:
   """Concept extraction's attribution: DeepLift + SmoothGrad at a layer.
 
   The concept paper's setting (Herdt et al., Sec. 4; Captum
@@ -852,7 +557,8 @@ def layer_deeplift_smoothgrad(model: nn.Module, variables, images, target, layer
   units, a white baseline (1.0), the pre-softmax logit of `target`.
 
   Args:
-    model, variables: the classifier.
+    model: the classifier (split protocol, replaceable `act`).
+    variables: its variables (may be traced).
     images: (N, H, W, C) float.
     target: int or (N,) int array.
     layer: the tap to attribute to.
@@ -869,14 +575,16 @@ def layer_deeplift_smoothgrad(model: nn.Module, variables, images, target, layer
                   noise=noise).attributions
 
 
-def gradcam(model: nn.Module, variables, x, target, layer, *, relu: bool = True,
+def gradcam(model: nn.Module, variables: Any, x: ArrayLike, target: ArrayLike,
+            layer: str | int, *, relu: bool = True,
             batch_size: int = DEFAULT_BATCH_SIZE) -> jax.Array:
   """GradCAM at a spatial layer (Selvaraju et al.; Captum ``LayerGradCam``).
 
   ``cam = relu(sum_c mean_{ij}(d logit / d h_{ijc}) * h_{ijc})``.
 
   Args:
-    model, variables: the classifier.
+    model: the classifier (split protocol).
+    variables: its variables (may be traced).
     x: (N, H, W, C) float inputs.
     target: int or (N,) int array.
     layer: a tap with (h, w, c) activations.
@@ -888,96 +596,3 @@ def gradcam(model: nn.Module, variables, x, target, layer, *, relu: bool = True,
   """
   cam = _attribute("gradcam", model, variables, x, target, layer, batch_size=batch_size)[0]
   return jax.nn.relu(cam) if relu else cam
-
-
-def upsample_maps(maps: jax.Array, size: Sequence[int], method: str = "bilinear") -> jax.Array:
-  """Resizes (N, h, w) maps to (N, H, W) (``jax.image.resize``; half-pixel centres).
-
-  For integer factors ``method="nearest"`` equals PyTorch's nearest mode
-  (Captum's ``LayerAttribution.interpolate`` default).
-  """
-  maps = jnp.asarray(maps)
-  if maps.ndim != 3:
-    raise ValueError(f"maps must have shape (N, h, w), got {maps.shape}")
-  if len(size) != 2 or any(int(s) < 1 for s in size):
-    raise ValueError(f"size must be (H, W) with positive entries, got {tuple(size)}")
-  return jax.image.resize(maps, (maps.shape[0], int(size[0]), int(size[1])), method)
-
-
-def normalize_maps(maps: jax.Array) -> jax.Array:
-  """Scales each map to [0, 1] (min to 0, max to 1; a constant map becomes 0).
-
-  Args:
-    maps: (N, ...) float, e.g. (N, h, w) GradCAM maps.
-
-  Returns:
-    (N, ...) maps in [0, 1].
-  """
-  maps = jnp.asarray(maps)
-  chex.assert_rank(maps, {2, 3, 4})
-  flat = maps.reshape(maps.shape[0], -1)
-  lo = jnp.min(flat, axis=1).reshape((-1,) + (1,) * (maps.ndim - 1))
-  hi = jnp.max(flat, axis=1).reshape((-1,) + (1,) * (maps.ndim - 1))
-  rng = hi - lo
-  return jnp.where(rng > 0, (maps - lo) / jnp.where(rng > 0, rng, 1), 0.0)
-
-
-def smoothgrad(attr_fn: Callable[..., jax.Array], x, *per_image_args, n_samples: int = 20,
-               std: float = 0.25, key=None, noise=None, smoothing: str = "mean",
-               batch_size: int = DEFAULT_BATCH_SIZE) -> jax.Array:
-  """SmoothGrad around any attribution function.
-
-  Calls ``attr_fn(x_noisy, *args)`` on chunks of at most `batch_size` noisy
-  inputs, where ``args`` are `per_image_args` repeated for each noisy copy,
-  and reduces over the samples of each image. The noise for sample ``s`` of
-  image ``i`` is the same as the built-in ``n_samples=`` option of the
-  methods above, so ``smoothgrad(lambda z, t: gradient(m, v, z, t), x, t)``
-  equals ``gradient(m, v, x, t, n_samples=...)``. (The built-in option is
-  faster for reference-based methods: the reference runs once.)
-
-  Args:
-    attr_fn: (B, H, W, C), *(B, ...) -> (B, ...) attributions.
-    x: (N, H, W, C) float inputs.
-    *per_image_args: arrays with leading dimension N (e.g. targets).
-    n_samples, std, key, noise, smoothing, batch_size: as in :func:`gradient`.
-
-  Returns:
-    (N, ...) smoothed attributions.
-  """
-  x = _check_inputs(x)
-  n = x.shape[0]
-  batch_size = _check_positive_int(batch_size, "batch_size")
-  if smoothing not in _SMOOTHING_ALIASES:
-    raise ValueError(f"unknown smoothing {smoothing!r}; valid: {list(SMOOTHINGS)}")
-  smoothing = _SMOOTHING_ALIASES[smoothing]
-  if noise is not None:
-    noise = jnp.asarray(noise, x.dtype)
-    if noise.ndim != 5 or noise.shape[0] != n or noise.shape[2:] != x.shape[1:]:
-      raise ValueError(f"noise must have shape (N, n_samples, H, W, C), got {noise.shape}")
-    n_samples = noise.shape[1]
-  n_samples = _check_positive_int(n_samples, "n_samples")
-  for i, a in enumerate(per_image_args):
-    if np.shape(a)[:1] != (n,):
-      raise ValueError(f"per_image_args[{i}] must have leading dimension N = {n}, "
-                       f"got shape {np.shape(a)}")
-  key = _check_key(key)
-  pairs_i = np.repeat(np.arange(n), n_samples)
-  pairs_s = np.tile(np.arange(n_samples), n)
-  if not np.isfinite(std) or std < 0:
-    raise ValueError(f"std must be a finite number >= 0 (input units), got {std!r}")
-  std = jnp.asarray(std, x.dtype)
-  s1 = s2 = 0.0
-  for start in range(0, n * n_samples, batch_size):
-    ii, ss = pairs_i[start:start + batch_size], pairs_s[start:start + batch_size]
-    nz = (_noise_pairs(key, std, ii, ss, x.shape[1:], x.dtype) if noise is None
-          else noise[ii, ss])
-    args = [jnp.asarray(a)[ii] for a in per_image_args]
-    out = attr_fn(x[ii] + nz, *args)
-    s1 = jnp.zeros((n,) + out.shape[1:], out.dtype).at[ii].add(out) + s1
-    if smoothing != "mean":
-      s2 = jnp.zeros((n,) + out.shape[1:], out.dtype).at[ii].add(out * out) + s2
-  mean = s1 / n_samples
-  if smoothing == "mean":
-    return mean
-  sq = s2 / n_samples
-  return sq if smoothing == "square" else sq - mean * mean

@@ -1,13 +1,16 @@
-"""Attribution: exact DeepLift, IG, SmoothGrad, GradCAM; cross-checks against Captum.
+"""Attribution through a model: exact DeepLift, IG, SmoothGrad, GradCAM; Captum cross-checks.
+
+The model-free rules and helpers are tested in tests/ops/test_attribution.py.
 
 XLA:CPU compilation dominates here, so the tests use `conv_impl="xla"` models
-(about half the compile time of the im2col path; values agree to rounding),
+(it compiles faster than the im2col path; values agree to rounding),
 variables drawn with numpy (no jitted `init`), batches of 2-3 images, and as
 few distinct compiled programs as possible. Relative errors are
 max |ours - reference| / max |reference|.
 """
 from typing import Callable
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -17,6 +20,7 @@ import pytest
 from jaxconcepts.methods import attribution
 from jaxconcepts.models import classifiers as models
 from jaxconcepts.models import split as split_lib
+from jaxconcepts.ops import attribution as ops_attribution
 
 
 def _rel_err(a, b):
@@ -51,16 +55,20 @@ def _random_variables(model, image_shape, seed=0):
   return {k: v for k, v in variables.items() if k != "taps"}
 
 
-@pytest.fixture(scope="module")
-def vgg():
+def _small_vgg(seed=0):
   """A four-stage ClaDec-style VGG on 16x16x1 (property tests; the full VGG is
   checked against Captum). Taps: conv0 8x8x8, conv1 8x8x16, conv2 4x4x16,
   conv3 2x2x32, logits 10."""
   model = models.ClaDecVGG(num_classes=10, widths=(8, 16, 16, 32), strides=(2, 1, 2, 2),
                            conv_names=("conv0", "conv1", "conv2", "conv3"), conv_impl="xla")
-  variables = _random_variables(model, (16, 16, 1))
+  variables = _random_variables(model, (16, 16, 1), seed=seed)
   x = np.random.default_rng(1).uniform(size=(3, 16, 16, 1)).astype(np.float32)
   return model, variables, x
+
+
+@pytest.fixture(scope="module")
+def vgg():
+  return _small_vgg()
 
 
 @pytest.fixture(scope="module")
@@ -250,24 +258,6 @@ def test_resnet10_deeplift_smoothgrad_is_complete_for_every_noisy_sample():
   assert np.abs(np.asarray(out.delta)).max() <= 1e-4 * scale
 
 
-def test_rescale_rule_uses_secant_and_falls_back_to_gradient():
-  op = attribution.rescale_rule(jax.nn.relu)
-  x = jnp.array([2.0, -1.0, 3.0, 0.5, 1e-12])
-  x0 = jnp.array([-2.0, -3.0, 1.0, 0.5, -1e-12])
-  y, vjp = jax.vjp(lambda a: op(a, x0), x)
-  np.testing.assert_array_equal(y, jax.nn.relu(x))
-  # (relu(x) - relu(x0)) / (x - x0); where |x - x0| < 1e-10, relu'(x).
-  np.testing.assert_allclose(vjp(jnp.ones(5))[0], [0.5, 0.0, 1.0, 1.0, 1.0])
-
-
-def test_path_integral_of_any_function_is_complete():
-  fn = lambda z: jnp.sum(jnp.tanh(z) ** 2 + jnp.sin(3 * z), axis=1)
-  x = jnp.array([[0.3, -1.2, 2.0], [1.0, 0.5, -0.7]])
-  out = jax.jit(lambda x: attribution.path_integral(fn, x, 0.0, n_steps=64))(x)
-  np.testing.assert_allclose(out.attributions.sum(1), fn(x) - fn(jnp.zeros_like(x)), atol=1e-5)
-  np.testing.assert_allclose(out.delta, 0.0, atol=1e-5)
-
-
 @pytest.mark.parametrize("use_jit", [False, True])
 def test_deeplift_ig_equals_exact_deeplift_for_a_linear_head(vgg, use_jit):
   # Split at the last conv the head is the dense layer: both give (h - h0) W.
@@ -348,6 +338,63 @@ def test_gradient_times_input_and_gradcam_follow_from_the_layer_gradient(vgg):
   norm = attribution.normalize_maps(up)
   np.testing.assert_allclose(norm.min((1, 2)), 0.0)
   np.testing.assert_allclose(norm.max((1, 2)), 1.0)
+
+
+class JitAndNoJitTest(chex.TestCase):
+  """The public functions with and without a user's `jax.jit` (variables traced)."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.model, cls.variables, cls.x = _small_vgg()
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_gradient_at_a_layer_is_the_heads_gradient(self):
+    model = self.model
+    fn = self.variant(lambda v, x: attribution.gradient(model, v, x, 3, "conv2"))
+    got = fn(self.variables, self.x)
+    s = split_lib.split(model, "conv2")
+    h = s.encode(self.variables, self.x)
+    expected = jax.grad(lambda h: jnp.sum(s.head(self.variables, h)[:, 3]))(h)
+    chex.assert_shape(got, (3, 4, 4, 16))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_deeplift_with_smoothgrad_is_complete_and_matches_eager(self):
+    model = self.model
+    call = lambda v, x: attribution.deeplift(model, v, x, 3, "conv1", baseline=1.0,
+                                             n_samples=3, key=5)
+    out = self.variant(call)(self.variables, self.x)
+    chex.assert_shape(out.attributions, (3, 8, 8, 16))
+    chex.assert_shape(out.delta, (3, 3))
+    assert np.abs(np.asarray(out.delta)).max() < 1e-4
+    eager = call(self.variables, self.x)
+    np.testing.assert_allclose(out.attributions, eager.attributions, rtol=1e-5, atol=1e-7)
+
+
+def test_new_weights_reuse_the_compiled_driver_inside_and_outside_a_users_jit():
+  # The variables are traced arguments of the jitted driver, never constants:
+  # a second set of weights of the same shapes compiles nothing new.
+  model, v1, x = _small_vgg(seed=0)
+  _, v2, _ = _small_vgg(seed=1)
+  call = lambda v, x: attribution.deeplift(model, v, x, 2, "conv2", baseline=1.0, n_samples=2)
+  first = call(v1, x)
+  size = attribution._run._cache_size()  # pylint: disable=protected-access
+  second = call(v2, x)
+  assert attribution._run._cache_size() == size  # pylint: disable=protected-access
+  assert not np.allclose(first.attributions, second.attributions)
+  user = jax.jit(call)
+  np.testing.assert_allclose(user(v2, x).attributions, second.attributions,
+                             rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(user(v1, x).attributions, first.attributions,
+                             rtol=1e-5, atol=1e-7)
+  assert user._cache_size() == 1  # pylint: disable=protected-access
+
+
+def test_methods_module_re_exports_the_model_free_names():
+  for name in ("Attribution", "rescale_rule", "max_pool_rule", "quadrature", "path_integral",
+               "smoothgrad", "upsample_maps", "normalize_maps", "EPS", "QUADRATURES"):
+    assert getattr(attribution, name) is getattr(ops_attribution, name), name
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,6 @@
 """Models: taps, the split identity, aliases, input checks, torchvision import."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,6 +44,29 @@ def test_all_taps_match_encode_and_layer_shapes(built):
     assert value.shape[1:] == shapes[layer], (arch, layer)
     np.testing.assert_allclose(value, split_lib.split(model, layer).encode(variables, x),
                                rtol=1e-6, atol=1e-6)
+
+
+def test_split_is_a_hashable_static_value_and_head_of_encode_is_the_model():
+  model = models.create_model("vgg", 10, conv_impl="xla")
+  variables = models.init_variables(model, jax.random.PRNGKey(0), (32, 32, 1))
+  x = jax.random.uniform(jax.random.PRNGKey(2), (2, 32, 32, 1))
+  a, b = split_lib.split(model, "conv3a"), split_lib.split(model, -5)  # name and alias
+  assert a == b and hash(a) == hash(b)
+  assert split_lib.Split(model, "conv3a") == a
+  assert a != split_lib.split(model, "conv2")
+  assert a != split_lib.split(models.create_model("vgg", 7, conv_impl="xla"), "conv3a")
+  assert len({a, b, split_lib.split(model, "conv2")}) == 2
+  assert a.model.scope is None  # an unbound module: no variables inside
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def through(s, variables, x):
+    return s.head(variables, s.encode(variables, x))
+
+  full = model.apply(variables, x)
+  np.testing.assert_allclose(through(a, variables, x), full, rtol=1e-5, atol=1e-5)
+  through(b, variables, x)  # an equal Split hits the same compilation
+  assert through._cache_size() == 1  # pylint: disable=protected-access
+  assert a.shape((32, 32, 1)) == (4, 4, 256)
 
 
 def test_vgg_taps_have_the_papers_shapes_and_aliases():
