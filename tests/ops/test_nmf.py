@@ -1,14 +1,15 @@
-"""Tests for jaxconcepts.ops.nmf: equality with scikit-learn, numerics, bad input."""
+"""Tests for jaxconcepts.ops.nmf: equality with scikit-learn, jit / vmap, numerics, bad input."""
 import warnings
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.decomposition import NMF
-from sklearn.decomposition._nmf import _initialize_nmf
 
 from jaxconcepts.ops import nmf as nmf_lib
+from jaxconcepts.ops import nmf_init
 
 K = 4
 
@@ -41,7 +42,7 @@ def _sklearn_mu(a, w0, h0, max_iter, tol):
 
 
 def _random_init(a, seed=1):
-  w0, h0 = nmf_lib.initialize(jnp.asarray(a), K, "random", jax.random.key(seed))
+  w0, h0 = nmf_init.initialize(jnp.asarray(a), K, "random", jax.random.key(seed))
   return np.asarray(w0), np.asarray(h0)
 
 
@@ -49,17 +50,14 @@ def _random_init(a, seed=1):
 # Equality with scikit-learn.
 
 
-@pytest.mark.parametrize(
-    "block_rows,transpose_a",
-    [(None, True), (None, False), (64, None), (37, None)],
-    ids=["two_product_transposed", "two_product", "one_pass", "one_pass_tail"])
-def test_objective_equals_sklearn_mu_after_fixed_iterations(block_rows,
-                                                            transpose_a):
+@pytest.mark.parametrize("transpose_a", [True, False],
+                         ids=["two_product_transposed", "two_product"])
+def test_objective_equals_sklearn_mu_after_fixed_iterations(transpose_a):
   a = _matrix()
   w0, h0 = _random_init(a)
   model, w_sk = _sklearn_mu(a, w0, h0, max_iter=100, tol=0)
   res = nmf_lib.nmf(a, K, init="custom", w_init=w0, h_init=h0, max_iter=100,
-                    tol=0, block_rows=block_rows, transpose_a=transpose_a)
+                    tol=0, transpose_a=transpose_a)
   obj_sk = _objective(a, w_sk, model.components_)
   obj = _objective(a, res.w, res.h)
   assert int(res.n_iter) == 100
@@ -71,15 +69,14 @@ def test_objective_equals_sklearn_mu_after_fixed_iterations(block_rows,
 
 
 @pytest.mark.parametrize(
-    "tol,block_rows,transpose_a",
-    [(1e-3, None, True), (1e-3, None, False), (1e-4, 64, None)],
-    ids=["two_product_transposed", "two_product", "one_pass"])
-def test_convergence_stops_at_sklearn_iteration(tol, block_rows, transpose_a):
+    "tol,transpose_a", [(1e-3, True), (1e-3, False), (1e-4, None)],
+    ids=["two_product_transposed", "two_product", "backend_default"])
+def test_convergence_stops_at_sklearn_iteration(tol, transpose_a):
   a = _matrix(seed=3)
   w0, h0 = _random_init(a, seed=4)
   model, w_sk = _sklearn_mu(a, w0, h0, max_iter=200, tol=tol)
   res = nmf_lib.nmf(a, K, init="custom", w_init=w0, h_init=h0, max_iter=200,
-                    tol=tol, block_rows=block_rows, transpose_a=transpose_a)
+                    tol=tol, transpose_a=transpose_a)
   assert int(res.n_iter) == model.n_iter_
   np.testing.assert_allclose(_objective(a, res.w, res.h),
                              _objective(a, w_sk, model.components_), rtol=1e-4)
@@ -96,19 +93,6 @@ def test_max_iter_not_a_multiple_of_check_interval():
                              _objective(a, w_sk, model.components_), rtol=1e-4)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_nndsvda_init_equals_sklearn(seed):
-  a = _matrix(seed=seed, zero_rows=(3, 10))
-  w_sk, h_sk = _initialize_nmf(a.astype(np.float64), K, init="nndsvda",
-                               random_state=seed)
-  w0, h0 = nmf_lib.initialize(jnp.asarray(a), K, "nndsvda",
-                              jax.random.key(seed))
-  np.testing.assert_allclose(np.asarray(w0), w_sk, rtol=1e-4,
-                             atol=1e-4 * w_sk.max())
-  np.testing.assert_allclose(np.asarray(h0), h_sk, rtol=1e-4,
-                             atol=1e-4 * h_sk.max())
-
-
 def test_default_nndsvda_fit_equals_sklearn_default_init():
   a = _matrix(seed=7)
   model = NMF(K, solver="mu", init="nndsvda", max_iter=200, tol=1e-4)
@@ -119,16 +103,6 @@ def test_default_nndsvda_fit_equals_sklearn_default_init():
   assert int(res.n_iter) == model.n_iter_
   np.testing.assert_allclose(_objective(a, res.w, res.h),
                              _objective(a, w_sk, model.components_), rtol=1e-4)
-
-
-def test_random_init_scaled_like_sklearn():
-  a = _matrix(m=1000, n=1000)
-  w0, h0 = nmf_lib.initialize(jnp.asarray(a), K, "random", jax.random.key(0))
-  avg = np.sqrt(a.mean() / K)
-  expected_mean = avg * np.sqrt(2 / np.pi)  # E|N(0, 1)| = sqrt(2 / pi)
-  assert np.all(np.asarray(w0) >= 0) and np.all(np.asarray(h0) >= 0)
-  np.testing.assert_allclose(np.mean(w0), expected_mean, rtol=0.05)
-  np.testing.assert_allclose(np.mean(h0), expected_mean, rtol=0.05)
 
 
 def test_transform_equals_sklearn():
@@ -238,26 +212,87 @@ def test_skip_zero_rows_equals_dense(init):
 def test_results_identical_under_jit():
   a = jnp.asarray(_matrix(seed=2))
   kw = dict(init="nndsvda", max_iter=50, tol=1e-3)
-  eager = nmf_lib.nmf_unchecked(a, K, **kw)
-  jitted = jax.jit(lambda x: nmf_lib.nmf_unchecked(x, K, **kw))(a)
-  public = nmf_lib.nmf(a, K, **kw)
-  traced = jax.jit(lambda x: nmf_lib.nmf(x, K, check_inputs=False, **kw))(a)
-  for other in (jitted, public, traced):
-    for x, y in zip(eager, other):
-      np.testing.assert_array_equal(x, y)
+  eager = nmf_lib.nmf(a, K, **kw)
+  jitted = jax.jit(lambda x: nmf_lib.nmf(x, K, **kw))(a)
+  for x, y in zip(eager, jitted):
+    np.testing.assert_array_equal(x, y)
 
 
-def test_traced_input_needs_check_inputs_false():
-  with pytest.raises(TypeError, match="check_inputs=False"):
-    jax.jit(lambda x: nmf_lib.nmf(x, K).h)(jnp.ones((10, 8)))
+def test_traced_input_checks_shapes_and_options_not_values():
+  neg = -jnp.ones((10, 8))
+  with pytest.raises(ValueError, match="negative entries"):
+    nmf_lib.nmf(neg, 2)
+  traced = jax.jit(lambda x: nmf_lib.nmf(x, 2, max_iter=5).h)(neg)
+  assert traced.shape == (2, 8)  # the values are unknown under jit: no check
+  with pytest.raises(ValueError, match="exceeds"):
+    jax.jit(lambda x: nmf_lib.nmf(x, 9).h)(jnp.ones((10, 8)))
+  with pytest.raises(TypeError, match="tol must be a Python float"):
+    jax.jit(lambda x, t: nmf_lib.nmf(x, 2, tol=t).h)(jnp.ones((10, 8)), 0.1)
 
 
-def test_vmap_of_unchecked_core():
+def test_vmap_matches_a_loop_of_single_calls():
   stack = jnp.asarray(np.stack([_matrix(seed=s) for s in range(2)]))
-  res = jax.vmap(lambda x: nmf_lib.nmf_unchecked(x, K, max_iter=20, tol=0))(
-      stack)
-  one = nmf_lib.nmf_unchecked(stack[1], K, max_iter=20, tol=0)
+  res = jax.vmap(lambda x: nmf_lib.nmf(x, K, max_iter=20, tol=0))(stack)
+  one = nmf_lib.nmf(stack[1], K, max_iter=20, tol=0)
   np.testing.assert_allclose(res.h[1], one.h, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("init", ["nndsvda", "random"])
+def test_vmap_over_matrices_and_keys_matches_a_loop(init):
+  # Zero rows too: the loop skips them (concrete), vmap iterates them (traced).
+  stack = np.stack([_matrix(seed=s, zero_rows=range(s, 150, 6))
+                    for s in range(3)])
+  keys = jax.random.split(jax.random.key(4), 3)
+  res = jax.vmap(lambda x, kk: nmf_lib.nmf(x, K, init=init, key=kk))(
+      jnp.asarray(stack), keys)
+  assert res.w.shape == (3, 150, K) and res.n_iter.shape == (3,)
+  for i in range(3):
+    one = nmf_lib.nmf(stack[i], K, init=init, key=keys[i])
+    assert int(res.n_iter[i]) == int(one.n_iter)
+    np.testing.assert_allclose(res.rel_error[i], one.rel_error, rtol=1e-5)
+    np.testing.assert_allclose(res.h[i], one.h, rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(res.w[i], one.w, rtol=2e-3, atol=2e-4)
+
+
+def test_batched_under_jit_equals_eager():
+  stack = np.stack([_matrix(seed=s) for s in range(2)])
+  kw = dict(init="random", key=1, max_iter=30, tol=1e-3)
+  eager = nmf_lib.nmf_batched(stack, K, n_valid=[150, 120], **kw)
+  jitted = jax.jit(lambda x, nv: nmf_lib.nmf_batched(x, K, n_valid=nv, **kw))(
+      stack, np.array([150, 120]))
+  np.testing.assert_array_equal(eager.n_iter, jitted.n_iter)
+  np.testing.assert_allclose(eager.h, jitted.h, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(eager.w, jitted.w, rtol=1e-5, atol=1e-7)
+
+
+class JitVariantsTest(chex.TestCase):
+  """nmf and transform give the same result with and without jax.jit."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_nmf(self):
+    a = jnp.asarray(_matrix(seed=8))
+    key = jax.random.key(2)
+    fit = self.variant(lambda x, kk: nmf_lib.nmf(
+        x, K, init="random", key=kk, max_iter=60, tol=1e-3))
+    res = fit(a, key)
+    ref = nmf_lib.nmf(_matrix(seed=8), K, init="random", key=key, max_iter=60,
+                      tol=1e-3)
+    chex.assert_shape([res.w, res.h], [(150, K), (K, 48)])
+    self.assertEqual(int(res.n_iter), int(ref.n_iter))
+    np.testing.assert_allclose(res.rel_error, ref.rel_error, rtol=1e-6)
+    np.testing.assert_allclose(res.h, ref.h, rtol=1e-5, atol=1e-7)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_transform(self):
+    a = jnp.asarray(_matrix(seed=1))
+    h = nmf_lib.nmf(a, K, max_iter=50).h
+    for tol in (0.0, 1e-4):
+      w = self.variant(lambda x, hh, tol=tol: nmf_lib.transform(
+          x, hh, max_iter=50, tol=tol))(a, h)
+      ref = nmf_lib.transform(np.asarray(a), np.asarray(h), max_iter=50,
+                              tol=tol)
+      chex.assert_shape(w, (150, K))
+      np.testing.assert_allclose(w, ref, rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------------------

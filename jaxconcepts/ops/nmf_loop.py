@@ -1,0 +1,314 @@
+"""The multiplicative-update loops of NMF: jittable, vmappable, no value checks.
+
+The public entry points are in :mod:`jaxconcepts.ops.nmf`; this module holds
+what they run once their inputs are checked: the fit of ``w`` and ``h`` from
+initial factors (:func:`fit`) and the fit of ``w`` for fixed ``h``
+(:func:`fit_w`), both in the scaled units of :mod:`jaxconcepts.ops.nmf_init`.
+
+* Lee-Seung multiplicative updates in scikit-learn's order (``w`` first, then
+  ``h`` from the new ``w``), with scikit-learn's floor: a denominator that is
+  exactly zero is replaced by ``EPSILON = finfo(float32).eps``. No
+  regularisation (scikit-learn's ``alpha_W=0`` default: none).
+* Convergence as scikit-learn: every 10 iterations the error
+  ``||a - w h||_F`` is computed exactly and the loop stops when
+  ``(previous_error - error) / error_at_init < tol``; ``tol=0`` runs exactly
+  ``max_iter`` iterations. All inside ``lax.while_loop``.
+
+One iteration is two full products, ``a @ h.T`` (to update ``w``) and
+``w_new.T @ a`` (to update ``h``); the exact error is computed in row blocks
+of ``a`` without forming ``w @ h``. How the two products are laid out is a
+static :class:`Form` that :func:`choose_form` takes from the backend switch
+(:mod:`jaxconcepts.ops.backend`): whether ``w.T @ a`` reads a row-major copy of
+``a.T``, and how many columns the skinny products are padded to.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxconcepts.ops import backend
+from jaxconcepts.ops.nmf_init import mask_rows, pow2, scaled_stats
+
+EPSILON = float(np.finfo(np.float32).eps)
+"""Floor for zero denominators (scikit-learn's ``EPSILON``)."""
+
+RESIDUAL_BLOCK_ROWS = 256
+"""Rows of ``a`` per block when the exact residual is computed without forming
+``w @ h`` (256 x 1024 float32 = 1 MiB, cache sized)."""
+
+CHECK_EVERY = 10
+"""Iterations between convergence tests (scikit-learn's)."""
+
+
+class Form(NamedTuple):
+  """Static layout of the products (hashable, a jit static argument).
+
+  Attributes:
+    transpose_a: keep a row-major copy of ``a.T`` and compute ``w.T @ a`` as
+      ``(a_t @ w).T`` (see `backend.nmf_transpose_a`).
+    dot_columns: compute ``a @ h.T`` with ``h``'s k rows zero-padded to this
+      many (>= k; see `backend.nmf_dot_columns`).
+  """
+  transpose_a: bool
+  dot_columns: int
+
+
+def choose_form(k: int, transpose_a: bool | None = None) -> Form:
+  """The backend's :class:`Form` for k components.
+
+  Raises:
+    TypeError: `transpose_a` is neither None nor a bool.
+  """
+  return Form(backend.nmf_transpose_a(transpose_a), backend.nmf_dot_columns(k))
+
+
+def loop_args(max_iter: int, tol: float, dtype
+              ) -> tuple[jax.Array, jax.Array, bool]:
+  """Loop controls as traced scalars, and the static switch: is there a test?
+
+  Returns:
+    ``(max_iter, tol, checked)``: int32 and ``dtype`` scalars, and
+    ``tol > 0`` as a Python bool (whether the convergence test is compiled).
+
+  `tol` is a Python float: whether it is 0 decides the compiled program.
+  """
+  checked = float(tol) > 0
+  return jnp.asarray(max_iter, jnp.int32), jnp.asarray(tol, dtype), checked
+
+
+# ---------------------------------------------------------------------------
+# One iteration and the exact error, in scaled units: a is used as given,
+# products with a are multiplied by inv_s = 4**-q, w and h are divided by 2**q.
+
+
+def _mu(x: jax.Array, num: jax.Array, den: jax.Array) -> jax.Array:
+  """Multiplicative update ``x * num / den`` with scikit-learn's zero floor."""
+  den = jnp.where(den == 0, jnp.asarray(EPSILON, den.dtype), den)
+  # (x * num) / den rather than x * (num / den): a zero entry stays zero even
+  # where num / den would overflow. Equal to scikit-learn up to rounding.
+  return (x * num) / den
+
+
+def _a_ht(a: jax.Array, h: jax.Array, columns: int) -> jax.Array:
+  """``a @ h.T`` (m, k) with h's k rows zero-padded to ``columns``.
+
+  The zero columns of the product are sliced off, so the values are the same
+  products; only the kernel XLA picks differs.
+  """
+  k = h.shape[0]
+  if columns <= k:
+    return a @ h.T
+  return (a @ jnp.pad(h, ((0, columns - k), (0, 0))).T)[:, :k]
+
+
+def _residual_sq(a: jax.Array, w: jax.Array, h: jax.Array,
+                 inv_s: jax.Array) -> jax.Array:
+  """``sum((a * inv_s - w @ h)**2)``, one read of a, without forming w @ h."""
+  m = a.shape[0]
+  bm = max(1, min(RESIDUAL_BLOCK_ROWS, m))
+  nb, tail = divmod(m, bm)
+
+  def block(a_b, w_b):
+    r = a_b * inv_s - w_b @ h
+    return jnp.sum(r * r)
+
+  def body(i, sq):
+    a_b = lax.dynamic_slice_in_dim(a, i * bm, bm, 0)
+    w_b = lax.dynamic_slice_in_dim(w, i * bm, bm, 0)
+    return sq + block(a_b, w_b)
+
+  sq = lax.fori_loop(0, nb, body, jnp.zeros((), a.dtype))
+  if tail:
+    sq = sq + block(a[nb * bm:], w[nb * bm:])
+  return sq
+
+
+def _error(sq: jax.Array) -> jax.Array:
+  """``sqrt(sq)``, with a rounding-negative ``sq`` read as 0."""
+  return jnp.sqrt(jnp.maximum(sq, 0))
+
+
+def _iteration(a, a_t, w, h, inv_s, columns, with_residual):
+  """One Lee-Seung iteration as two full products (reads a twice).
+
+  a_t: None, or a row-major (n, m) copy of a.T; then ``w.T @ a`` is computed
+  as ``(a_t @ w).T``. Returns (w_new, h_new, sq) where sq is the squared
+  residual of the *input* iterate (w, h) if with_residual, else 0.
+  """
+  sq = (_residual_sq(a, w, h, inv_s) if with_residual
+        else jnp.zeros((), a.dtype))
+  w = _mu(w, _a_ht(a, h, columns) * inv_s, w @ (h @ h.T))
+  wta = w.T @ a if a_t is None else _a_ht(a_t, w.T, columns).T
+  h = _mu(h, wta * inv_s, (w.T @ w) @ h)
+  return w, h, sq
+
+
+# ---------------------------------------------------------------------------
+# The fit of w and h.
+
+
+def _fit_tested(a, w, h, inv_s, init_offset, max_iter, tol, step, plain):
+  """The loop with scikit-learn's convergence test; returns (w, h, n_iter, error).
+
+  Each trip of the loop: one iteration that also yields the exact error of
+  the current iterate t (a multiple of 10), the convergence test on it, then
+  up to 9 plain iterations. On convergence the iterate t is returned, as in
+  scikit-learn; the one extra iteration computed is discarded.
+  """
+  def cond(state):
+    _, _, t, _, _, _, done = state
+    return jnp.logical_and(jnp.logical_not(done), t < max_iter)
+
+  def body(state):
+    w, h, t, prev, err0, _, _ = state
+    w1, h1, sq = step(w, h, with_residual=True)
+    first = t == 0
+    sq = sq + jnp.where(first, init_offset, 0)
+    err = _error(sq)
+    err0 = jnp.where(first, err, err0)
+    safe0 = jnp.where(err0 > 0, err0, 1)
+    rel_drop = jnp.where(err0 > 0, (prev - err) / safe0, 0)
+    conv = jnp.logical_and(jnp.logical_not(first), rel_drop < tol)
+    n_plain = jnp.clip(max_iter - (t + 1), 0, CHECK_EVERY - 1)
+    w2, h2 = lax.cond(
+        conv, lambda: (w, h),
+        lambda: lax.fori_loop(0, n_plain, plain, (w1, h1)))
+    t2 = jnp.where(conv, t, t + 1 + n_plain)
+    return w2, h2, t2, err, err0, err, conv
+
+  zero = jnp.zeros((), a.dtype)
+  state = (w, h, jnp.zeros((), jnp.int32), zero, zero, zero,
+           jnp.zeros((), bool))
+  w, h, t, _, _, err_t, done = lax.while_loop(cond, body, state)
+  err = lax.cond(done, lambda: err_t,
+                 lambda: _error(_residual_sq(a, w, h, inv_s)))
+  return w, h, t, err
+
+
+def _fit_scaled(a, w, h, inv_s, init_offset, max_iter, tol, *, checked,
+                form):
+  """Runs the multiplicative updates; returns (w, h, n_iter, error).
+
+  max_iter (int32) and tol may be traced; `checked` (static) is tol > 0;
+  `form` (static) is a :class:`Form`.
+  """
+  # The barrier keeps XLA from folding the transpose back into the dot.
+  a_t = lax.optimization_barrier(a.T) if form.transpose_a else None
+  step = functools.partial(_iteration, a, a_t, inv_s=inv_s,
+                           columns=form.dot_columns)
+
+  def plain(i, wh):
+    del i
+    w, h, _ = step(*wh, with_residual=False)
+    return w, h
+
+  if not checked:  # tol == 0: scikit-learn runs max_iter iterations, no test.
+    w, h = lax.fori_loop(0, max_iter, plain, (w, h))
+    return w, h, max_iter, _error(_residual_sq(a, w, h, inv_s))
+  return _fit_tested(a, w, h, inv_s, init_offset, max_iter, tol, step, plain)
+
+
+def fit(a: jax.Array, w0: jax.Array, h0: jax.Array,
+        row_mask: jax.Array | None, omitted_gram: jax.Array | None,
+        n_rows: jax.Array, max_iter: jax.Array, tol: jax.Array, *,
+        checked: bool, form: Form) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Fits ``a ~= w @ h`` from (w0, h0), in original units.
+
+  Args:
+    a: (m, n) float, non-negative; rows outside ``row_mask`` are zero.
+    w0: (m, k) initial w, a's dtype.
+    h0: (k, n) initial h, a's dtype.
+    row_mask: optional (m,) bool, the rows that belong to the matrix.
+    omitted_gram: optional (k, k) ``w0_d.T @ w0_d`` of rows that belong to the
+      problem but are not in ``a`` (all-zero rows the caller dropped); they
+      only enter the error of the initial iterate.
+    n_rows: float scalar, rows of the whole problem (for the mean of a).
+    max_iter: int32 scalar.
+    tol: scalar of a's dtype.
+    checked: static, ``tol > 0`` (see :func:`loop_args`).
+    form: static :class:`Form`.
+
+  Returns:
+    ``(w, h, n_iter, rel_error)``: (m, k), (k, n), int32 scalar and the
+    relative error ``||a - w h||_F / ||a||_F`` (0 for an all-zero a).
+  """
+  q, inv_s, _, norm_sq_s = scaled_stats(a, n_rows)
+  down = pow2(-q, a.dtype)
+  w = mask_rows(w0 * down, row_mask)
+  h = h0 * down
+  init_offset = jnp.zeros((), a.dtype)
+  if omitted_gram is not None:
+    init_offset = jnp.sum((omitted_gram * (down * down)) * (h @ h.T))
+  w, h, n_iter, err = _fit_scaled(a, w, h, inv_s, init_offset, max_iter, tol,
+                                  checked=checked, form=form)
+  norm = jnp.sqrt(norm_sq_s)
+  rel = jnp.where(norm > 0, err / jnp.where(norm > 0, norm, 1), 0)
+  up = pow2(q, a.dtype)
+  return w * up, h * up, n_iter, rel
+
+
+# ---------------------------------------------------------------------------
+# The fit of w for fixed h (scikit-learn's transform).
+
+
+def _fit_w_tested(a, h, w, inv_s, max_iter, tol,
+                  update: Callable[[jax.Array], jax.Array]) -> jax.Array:
+  """The w-only loop with the convergence test every 10 iterations."""
+  def err_of(w):
+    return _error(_residual_sq(a, w, h, inv_s))
+
+  err0 = err_of(w)
+
+  def cond(state):
+    _, t, _, done = state
+    return jnp.logical_and(jnp.logical_not(done), t < max_iter)
+
+  def body(state):
+    w, t, prev, _ = state
+    n = jnp.minimum(CHECK_EVERY, max_iter - t)
+    w = lax.fori_loop(0, n, lambda i, w: update(w), w)
+    t = t + n
+    at_check = t % CHECK_EVERY == 0
+    err = lax.cond(at_check, err_of, lambda w: prev, w)
+    safe0 = jnp.where(err0 > 0, err0, 1)
+    rel_drop = jnp.where(err0 > 0, (prev - err) / safe0, 0)
+    done = jnp.logical_and(at_check, rel_drop < tol)
+    return w, t, err, done
+
+  w, _, _, _ = lax.while_loop(
+      cond, body, (w, jnp.zeros((), jnp.int32), err0, jnp.zeros((), bool)))
+  return w
+
+
+@functools.partial(jax.jit, static_argnames=("checked", "columns"))
+def fit_w(a: jax.Array, h: jax.Array, max_iter: jax.Array, tol: jax.Array, *,
+          checked: bool, columns: int) -> jax.Array:
+  """``w`` (m, k) for fixed ``h`` (k, n), as scikit-learn's ``mu`` transform.
+
+  ``w`` starts at ``sqrt(mean(a) / k)``; ``a @ h.T`` is computed once (padded
+  to ``columns``, see :class:`Form`) and reused by every iteration. ``a`` is
+  (m, n) non-negative float; ``max_iter``, ``tol``, ``checked`` as in
+  :func:`fit`.
+  """
+  k = h.shape[0]
+  q, inv_s, mean_s, _ = scaled_stats(a, jnp.asarray(a.shape[0], a.dtype))
+  down = pow2(-q, a.dtype)
+  h = h.astype(a.dtype) * down
+  w = jnp.full((a.shape[0], k), jnp.sqrt(mean_s / k), a.dtype)
+  num = _a_ht(a, h, columns) * inv_s  # one read of a, reused by every iteration
+  hht = h @ h.T
+
+  def update(w):
+    return _mu(w, num, w @ hht)
+
+  if not checked:
+    w = lax.fori_loop(0, max_iter, lambda i, w: update(w), w)
+  else:
+    w = _fit_w_tested(a, h, w, inv_s, max_iter, tol, update)
+  return w * pow2(q, a.dtype)
