@@ -139,7 +139,7 @@ def vgg_variables_from_torch(net: TorchClaDecVGG) -> dict:
 
 
 # ---------------------------------------------------------------------------
-# Attribution helpers (appended for tests/test_attribution.py and
+# Attribution helpers (for tests/methods/test_attribution.py and
 # benchmarks/attribution.py).
 
 
@@ -201,7 +201,7 @@ def separate_relus(net: nn.Module) -> nn.Module:
 class TorchPoolNet(nn.Module):
   """Conv 3x3 (1 -> 4) -> ReLU -> conv 1x1 (4 -> 4) -> max-pool 2x2 -> fc.
 
-  The twin of the small split-protocol model in tests/test_attribution.py,
+  The twin of the small split-protocol model in tests/methods/test_attribution.py,
   for checking the DeepLift max-pool rule against Captum on 8x8x1 inputs. No
   ReLU is adjacent to the max-pool: Captum 0.9.0's hooks drop the Rescale
   rule of a ReLU right after a max-pool and its max-pool fallback uses the
