@@ -3,9 +3,17 @@
 Every table is written twice under the same stem: `<stem>.json` (machine
 readable: {"title", "notes", "columns", "rows"}) and `<stem>.md` (a Markdown
 table with the title and the notes above it, e.g. which rec reduction, how many
-epochs and seeds produced it). Writes go through a temporary file and a rename,
-so an interrupted run never leaves half a result behind.
+epochs and seeds produced it). Writes go through a temporary file and a rename
+(`utils.write_text_atomic`), so an interrupted run never leaves half a result
+behind.
+
+Images go to PNG through one writer, :func:`save_image_grid`, in two styles:
+one axes per cell (``"axes"``: each cell keeps its own aspect and the labels
+sit on the cells) or one tiled image (``"mosaic"``: a single `imshow`, which
+stays fast for figures of dozens of crops).
 """
+
+from __future__ import annotations
 
 import json
 import math
@@ -13,6 +21,11 @@ import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from jaxconcepts.utils import check_choice
+from jaxconcepts.utils import write_text_atomic
+
+GRID_STYLES = ("axes", "mosaic")
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -32,11 +45,19 @@ def _fmt(value: Any, digits: int) -> str:
   return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _to_jsonable(value: Any) -> Any:
+def to_jsonable(value: Any) -> Any:
+  """`value` with numpy scalars / arrays and tuples turned into JSON types.
+
+  Args:
+    value: nested mappings, sequences, numpy arrays and scalars.
+
+  Returns:
+    The same structure of dicts (string keys), lists, ints, floats and bools.
+  """
   if isinstance(value, Mapping):
-    return {str(k): _to_jsonable(v) for k, v in value.items()}
+    return {str(k): to_jsonable(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
-    return [_to_jsonable(v) for v in value]
+    return [to_jsonable(v) for v in value]
   if isinstance(value, np.ndarray):
     return value.tolist()
   if isinstance(value, (np.integer,)):
@@ -48,21 +69,41 @@ def _to_jsonable(value: Any) -> Any:
   return value
 
 
-def _atomic_write(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+  """Every key of `rows`, in first-seen order."""
+  columns = []
+  for row in rows:
+    columns.extend(k for k in row if k not in columns)
+  return columns
+
+
+def _header(title: str, notes: Sequence[str]) -> list[str]:
+  """The Markdown title and the notes as a bullet list (lines)."""
+  md = [f"# {title}", ""]
+  md += [f"- {n}" for n in notes]
+  if notes:
+    md.append("")
+  return md
+
+
+def _json_text(payload: Mapping[str, Any]) -> str:
+  return json.dumps(payload, indent=2, allow_nan=True) + "\n"
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
                    digits: int = 4) -> str:
-  """A GitHub Markdown table of `rows` (dicts) over `columns` (default: all keys)."""
+  """A GitHub Markdown table of `rows` (dicts) over `columns` (default: all keys).
+
+  Args:
+    rows: one dict per row; missing keys are empty cells.
+    columns: column order (default: keys in first-seen order).
+    digits: decimals of floats (tiny or huge values in `g` format).
+
+  Returns:
+    The table's lines joined by newlines (no trailing newline).
+  """
   if columns is None:
-    columns = []
-    for row in rows:
-      columns.extend(k for k in row if k not in columns)
+    columns = _columns(rows)
   lines = ["| " + " | ".join(columns) + " |",
            "|" + "|".join("---" for _ in columns) + "|"]
   for row in rows:
@@ -86,74 +127,15 @@ def write_table(stem: str, rows: Sequence[Mapping[str, Any]], *, title: str,
   """
   rows = [dict(r) for r in rows]
   if columns is None:
-    columns = []
-    for row in rows:
-      columns.extend(k for k in row if k not in columns)
+    columns = _columns(rows)
   payload = {"title": title, "notes": list(notes), "columns": list(columns),
-             "rows": _to_jsonable(rows)}
+             "rows": to_jsonable(rows)}
   if extra:
-    payload.update(_to_jsonable(dict(extra)))
-  _atomic_write(stem + ".json", json.dumps(payload, indent=2, allow_nan=True) + "\n")
-  md = [f"# {title}", ""]
-  md += [f"- {n}" for n in notes]
-  if notes:
-    md.append("")
-  md.append(markdown_table(rows, columns, digits))
-  _atomic_write(stem + ".md", "\n".join(md) + "\n")
+    payload.update(to_jsonable(dict(extra)))
+  write_text_atomic(stem + ".json", _json_text(payload))
+  md = _header(title, notes) + [markdown_table(rows, columns, digits)]
+  write_text_atomic(stem + ".md", "\n".join(md) + "\n")
   return stem + ".json", stem + ".md"
-
-
-def save_image_grid(path: str, images: Sequence[Sequence[np.ndarray | None]], *,
-                    row_labels: Sequence[str] | None = None,
-                    col_labels: Sequence[str] | None = None, title: str | None = None,
-                    cell_inches: float = 1.2, cmap: str = "gray") -> str:
-  """Saves a grid of images (rows x cols) as a PNG.
-
-  Args:
-    path: output .png path.
-    images: rows of images; each (H, W), (H, W, 1) or (H, W, 3) in [0, 1]
-      (RGB images are shown as they are; gray ones with `cmap`); None leaves a
-      blank cell.
-    row_labels, col_labels: optional labels.
-    title: optional figure title.
-  """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  n_rows = len(images)
-  n_cols = max((len(r) for r in images), default=1)
-  fig, axes = plt.subplots(n_rows, n_cols, squeeze=False,
-                           figsize=(cell_inches * n_cols + 1.0, cell_inches * n_rows + 0.6))
-  for i in range(n_rows):
-    for j in range(n_cols):
-      ax = axes[i][j]
-      ax.set_xticks([])
-      ax.set_yticks([])
-      img = images[i][j] if j < len(images[i]) else None
-      if img is None:
-        ax.axis("off")
-        continue
-      img = np.asarray(img, np.float32)
-      if img.ndim == 3 and img.shape[-1] == 1:
-        img = img[..., 0]
-      if img.ndim == 2:
-        ax.imshow(np.clip(img, 0, 1), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-      else:
-        ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
-      if row_labels is not None and j == 0:
-        ax.set_ylabel(row_labels[i], fontsize=7)
-      if col_labels is not None and i == 0 and j < len(col_labels):
-        ax.set_title(col_labels[j], fontsize=7)
-  if title:
-    fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
-  return path
 
 
 def write_tables(stem: str, tables: Mapping[str, Sequence[Mapping[str, Any]]], *,
@@ -178,55 +160,85 @@ def write_tables(stem: str, tables: Mapping[str, Sequence[Mapping[str, Any]]], *
   """
   columns = dict(columns or {})
   payload: dict[str, Any] = {"title": title, "notes": list(notes), "tables": {}}
-  md = [f"# {title}", ""]
-  md += [f"- {n}" for n in notes]
-  if notes:
-    md.append("")
+  md = _header(title, notes)
   for name, rows in tables.items():
     rows = [dict(r) for r in rows]
     cols = columns.get(name)
     if cols is None:
-      cols = []
-      for row in rows:
-        cols.extend(k for k in row if k not in cols)
-    payload["tables"][name] = {"columns": list(cols), "rows": _to_jsonable(rows)}
+      cols = _columns(rows)
+    payload["tables"][name] = {"columns": list(cols), "rows": to_jsonable(rows)}
     md += [f"## {name}", "", markdown_table(rows, cols, digits), ""]
   if extra:
-    payload.update(_to_jsonable(dict(extra)))
-  _atomic_write(stem + ".json", json.dumps(payload, indent=2, allow_nan=True) + "\n")
-  _atomic_write(stem + ".md", "\n".join(md))
+    payload.update(to_jsonable(dict(extra)))
+  write_text_atomic(stem + ".json", _json_text(payload))
+  write_text_atomic(stem + ".md", "\n".join(md))
   return stem + ".json", stem + ".md"
 
 
-def save_image_mosaic(path: str, images, *, row_labels: Sequence[str] | None = None,
-                      col_labels: Sequence[str] | None = None, title: str | None = None,
-                      gap: int = 1, gap_value: float = 0.5, cell_inches: float = 0.9) -> str:
-  """Like `save_image_grid`, drawn as one image (fast for large grids).
+# ---------------------------------------------------------------------------
+# Image grids.
 
-  The cells are tiled into a single array (each cell padded to the largest
-  cell, `gap` pixels of `gap_value` between cells) and shown with one
-  `imshow`; the labels become tick labels. Much faster than one axes per cell
-  when a figure holds dozens of crops.
 
-  Args:
-    path: output .png path.
-    images: rows of images (or an array (R, C, h, w, ch)); each (h, w),
-      (h, w, 1) or (h, w, 3) in [0, 1]; None leaves a blank cell. Grey and RGB
-      cells may not be mixed.
-    row_labels, col_labels: optional labels.
-    title: optional figure title.
-    gap, gap_value: separator width (pixels) and value.
-    cell_inches: size of one cell in the figure.
+def _cell(image: Any) -> np.ndarray | None:
+  """One grid cell as (h, w) grey or (h, w, 3) RGB float32 in [0, 1].
+
+  A single channel is squeezed; other channel counts than 1 or 3 (e.g. the
+  9-channel toy images of the tests) are shown as grey, the max over channels.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  if image is None:
+    return None
+  image = np.asarray(image, np.float32)
+  if image.ndim == 3 and image.shape[-1] not in (1, 3):
+    image = image.max(axis=-1, keepdims=True)
+  if image.ndim == 3 and image.shape[-1] == 1:
+    image = image[..., 0]
+  return np.clip(image, 0, 1)
 
-  rows = [[None if im is None else np.asarray(im, np.float32) for im in r] for r in images]
-  cells = [im for r in rows for im in r if im is not None]
-  if not cells:
+
+def _grid_cells(images: Any) -> list[list[np.ndarray | None]]:
+  """Rows of cells (see `_cell`); raises if there is nothing to draw."""
+  rows = [[_cell(im) for im in r] for r in images]
+  if not any(im is not None for r in rows for im in r):
     raise ValueError("images is empty: nothing to draw")
-  cells = [im[..., 0] if im.ndim == 3 and im.shape[-1] == 1 else im for im in cells]
+  return rows
+
+
+def _draw_axes(plt: Any, rows: list[list[np.ndarray | None]], row_labels, col_labels,
+               title, cell_inches: float, cmap: str) -> Any:
+  """One axes per cell, labels on the first column / row; returns the figure."""
+  n_rows, n_cols = len(rows), max(len(r) for r in rows)
+  fig, axes = plt.subplots(n_rows, n_cols, squeeze=False,
+                           figsize=(cell_inches * n_cols + 1.0, cell_inches * n_rows + 0.6))
+  for i in range(n_rows):
+    for j in range(n_cols):
+      ax = axes[i][j]
+      ax.set_xticks([])
+      ax.set_yticks([])
+      img = rows[i][j] if j < len(rows[i]) else None
+      if img is None:
+        ax.axis("off")
+        continue
+      if img.ndim == 2:
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+      else:
+        ax.imshow(img, interpolation="nearest")
+      if row_labels is not None and j == 0:
+        ax.set_ylabel(row_labels[i], fontsize=7)
+      if col_labels is not None and i == 0 and j < len(col_labels):
+        ax.set_title(col_labels[j], fontsize=7)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  return fig
+
+
+def _tile(rows: list[list[np.ndarray | None]], gap: int,
+          gap_value: float) -> tuple[np.ndarray, int, int]:
+  """The cells tiled into one array, each padded to the largest cell, blank cells 0.
+
+  Returns:
+    (canvas (H, W) or (H, W, 3) float32, cell height, cell width).
+  """
+  cells = [im for r in rows for im in r if im is not None]
   rgb = any(im.ndim == 3 for im in cells)
   ch = max(im.shape[0] for im in cells)
   cw = max(im.shape[1] for im in cells)
@@ -240,15 +252,22 @@ def save_image_mosaic(path: str, images, *, row_labels: Sequence[str] | None = N
       if im is None:
         canvas[y:y + ch, x:x + cw] = 0.0
         continue
-      if im.ndim == 3 and im.shape[-1] == 1:
-        im = im[..., 0]
       if rgb and im.ndim == 2:
         im = np.repeat(im[..., None], 3, axis=-1)
-      canvas[y:y + im.shape[0], x:x + im.shape[1]] = np.clip(im, 0, 1)
+      canvas[y:y + im.shape[0], x:x + im.shape[1]] = im
+  return canvas, ch, cw
+
+
+def _draw_mosaic(plt: Any, rows: list[list[np.ndarray | None]], row_labels, col_labels,
+                 title, cell_inches: float, cmap: str, gap: int, gap_value: float) -> Any:
+  """All cells in one `imshow`, labels as tick labels; returns the figure."""
+  canvas, ch, cw = _tile(rows, gap, gap_value)
+  n_rows, n_cols = len(rows), max(len(r) for r in rows)
   per_px = cell_inches / max(ch, cw)  # the larger side of a cell is cell_inches
   fig, ax = plt.subplots(figsize=(max(canvas.shape[1] * per_px, 1.2 * n_cols) + 2.0,
                                   canvas.shape[0] * per_px + 1.0))
-  ax.imshow(canvas, cmap=None if rgb else "gray", vmin=0, vmax=1, interpolation="nearest")
+  ax.imshow(canvas, cmap=None if canvas.ndim == 3 else cmap, vmin=0, vmax=1,
+            interpolation="nearest")
   ax.set_xticks([gap + j * (cw + gap) + cw / 2 for j in range(n_cols)])
   ax.set_xticklabels(list(col_labels or [""] * n_cols)[:n_cols], fontsize=7)
   ax.xaxis.tick_top()
@@ -259,6 +278,49 @@ def save_image_mosaic(path: str, images, *, row_labels: Sequence[str] | None = N
     spine.set_visible(False)
   if title:
     ax.set_title(title, fontsize=9, pad=18 if col_labels else 6)
+  return fig
+
+
+def save_image_grid(path: str, images: Any, *, row_labels: Sequence[str] | None = None,
+                    col_labels: Sequence[str] | None = None, title: str | None = None,
+                    style: str = "axes", cell_inches: float | None = None,
+                    cmap: str = "gray", gap: int = 1, gap_value: float = 0.5) -> str:
+  """Saves a grid of images (rows x cols) as a PNG, written atomically.
+
+  Args:
+    path: output .png path (folders are created).
+    images: rows of images (or an array (R, C, h, w, ch)); each (h, w),
+      (h, w, 1), (h, w, 3) or (h, w, ch) in [0, 1] (clipped): RGB shown as is,
+      one channel with `cmap`, other channel counts as grey (max over
+      channels). None leaves a blank cell.
+    row_labels: one label per row (shown left of the first column).
+    col_labels: one label per column (shown above the first row).
+    title: optional figure title.
+    style: "axes" (one axes per cell) or "mosaic" (one tiled image; the cells
+      are padded to the largest, `gap` pixels of `gap_value` between them).
+    cell_inches: size of one cell (default 1.2 for "axes", 0.9 for "mosaic").
+    cmap: colour map of grey cells.
+    gap: separator width in pixels ("mosaic").
+    gap_value: separator value ("mosaic").
+
+  Returns:
+    `path`.
+
+  Raises:
+    ValueError: an unknown style, or no image at all.
+  """
+  check_choice("grid style", style, GRID_STYLES)
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  rows = _grid_cells(images)
+  if style == "axes":
+    fig = _draw_axes(plt, rows, row_labels, col_labels, title,
+                     1.2 if cell_inches is None else cell_inches, cmap)
+  else:
+    fig = _draw_mosaic(plt, rows, row_labels, col_labels, title,
+                       0.9 if cell_inches is None else cell_inches, cmap, gap, gap_value)
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f"{path}.tmp-{os.getpid()}.png"
@@ -266,3 +328,11 @@ def save_image_mosaic(path: str, images, *, row_labels: Sequence[str] | None = N
   plt.close(fig)
   os.replace(tmp, path)
   return path
+
+
+def save_image_mosaic(path: str, images: Any, **kwargs: Any) -> str:
+  """`save_image_grid(path, images, style="mosaic", **kwargs)` (the former name).
+
+  Kept while callers move to `save_image_grid`; see it for the arguments.
+  """
+  return save_image_grid(path, images, style="mosaic", **kwargs)

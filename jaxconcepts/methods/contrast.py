@@ -56,7 +56,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconcepts.methods import concepts as concepts_lib
+from jaxconcepts.models import split as split_lib
 from jaxconcepts.ops import pairwise
+from jaxconcepts.utils import check_choice
+from jaxconcepts.utils import check_int
+from jaxconcepts.utils import map_batches
 
 OFFSETS = (0.0, 0.5, 1.0, 2.0, 10.0, 15.0, 20.0, 35.0, 50.0, 200.0)
 THRESHOLDS = (0.1, 0.2, 0.5)
@@ -144,24 +148,42 @@ def shift_activations(h: jax.Array, w: jax.Array, offsets: Sequence[float]) -> j
   return jax.nn.relu(h[None] + t * jnp.asarray(w, h.dtype))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _shift_probs_chunk(head, h, ws, offsets):
-  """softmax(head(relu(h + t w))) for directions ws (P, c), offsets (T,)."""
+def _shift_probs(split: split_lib.Split, variables: Any, h: jax.Array, ws: jax.Array,
+                 offsets: jax.Array) -> jax.Array:
+  """softmax(head(relu(h + t w))): h (n, ...), ws (P, c), offsets (T,) -> (P, T, n, K)."""
   def one(w, t):
-    return jax.nn.softmax(head(jax.nn.relu(h + t * w)), axis=-1)
+    return jax.nn.softmax(split.head(variables, jax.nn.relu(h + t * w)), axis=-1)
   return jax.vmap(lambda w: jax.vmap(lambda t: one(w, t))(offsets))(ws)
 
 
-def shifting_probs(head: Callable[[jax.Array], jax.Array], h: np.ndarray,
+@functools.partial(jax.jit, static_argnums=0)
+def _shift_probs_images_first(split: split_lib.Split, variables: Any, ws: jax.Array,
+                              offsets: jax.Array, h: jax.Array) -> jax.Array:
+  """:func:`_shift_probs` with the images first, (n, P, T, K), for `map_batches`."""
+  return jnp.moveaxis(_shift_probs(split, variables, h, ws, offsets), 2, 0)
+
+
+def _check_directions(h: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  h = np.asarray(h, np.float32)
+  directions = np.asarray(directions, np.float32)
+  chex.assert_rank(directions, 2)
+  if directions.shape[1] != h.shape[-1]:
+    raise ValueError(f"directions have {directions.shape[1]} channels, the "
+                     f"activations {h.shape[-1]}")
+  return h, directions
+
+
+def shifting_probs(split: split_lib.Split, variables: Any, h: np.ndarray,
                    directions: np.ndarray, offsets: Sequence[float] = OFFSETS,
                    batch_size: int = 64) -> np.ndarray:
   """Softmax of the head on shifted activations, all directions and offsets.
 
   Args:
-    head: activations (n, h, w, c) -> logits (n, classes); a jittable function
-      that is hashable (the same object across calls reuses the compilation,
-      e.g. `split(...).head`).
-    h: (N, h, w, c) activations (images predicted as B).
+    split: the model cut at the layer (`models.split.Split`, or any hashable
+      object with ``head(variables, h)``); a static jit argument.
+    variables: the model's variables (a traced argument: a new checkpoint of
+      the same architecture does not recompile).
+    h: (N, h, w, c) float32 activations (images predicted as B).
     directions: (P, c) hyperplane normals, each oriented toward its A.
     offsets: (T,) offsets.
     batch_size: images per compiled call (P * T * batch_size head
@@ -170,34 +192,46 @@ def shifting_probs(head: Callable[[jax.Array], jax.Array], h: np.ndarray,
   Returns:
     (P, T, N, classes) float32 probabilities.
   """
-  h = np.asarray(h, np.float32)
-  directions = np.asarray(directions, np.float32)
-  chex.assert_rank(directions, 2)
-  if directions.shape[1] != h.shape[-1]:
-    raise ValueError(f"directions have {directions.shape[1]} channels, the "
-                     f"activations {h.shape[-1]}")
-  offs = jnp.asarray(offsets, jnp.float32)
-  n = h.shape[0]
-  bs = min(concepts_lib._check_positive_int("batch_size", batch_size), n)  # pylint: disable=protected-access
-  outs = []
-  for start in range(0, n, bs):
-    chunk = h[start:start + bs]
-    k = chunk.shape[0]
-    if k < bs:
-      chunk = np.concatenate([chunk, np.zeros((bs - k,) + h.shape[1:], h.dtype)])
-    outs.append(np.asarray(_shift_probs_chunk(head, chunk, directions, offs))[:, :, :k])
-  return np.concatenate(outs, axis=2)
+  h, directions = _check_directions(h, directions)
+  args = (split, variables, jnp.asarray(directions), jnp.asarray(offsets, jnp.float32))
+  out = map_batches(_shift_probs_images_first, h, args=args, batch_size=batch_size)
+  return np.moveaxis(out, 0, 2)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _shift_stats_chunk(head, h, valid, ws, offsets):
-  """Sums over valid images of the softmax, and the argmax per image."""
-  probs = _shift_probs_chunk(head, h, ws, offsets)  # (P, T, n, classes)
+def _shift_stats_chunk(split: split_lib.Split, variables: Any, h: jax.Array,
+                       valid: jax.Array, ws: jax.Array, offsets: jax.Array
+                       ) -> tuple[jax.Array, jax.Array]:
+  """Sums over valid images of the softmax (P, T, K), and the argmax per image (P, T, n)."""
+  probs = _shift_probs(split, variables, h, ws, offsets)  # (P, T, n, classes)
   sums = jnp.sum(jnp.where(valid[None, None, :, None], probs, 0), axis=2)
   return sums, jnp.argmax(probs, axis=-1).astype(jnp.int32)
 
 
-def shifting_stats(head: Callable[[jax.Array], jax.Array], h: np.ndarray,
+def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+  """`x` (k, ...) zero-padded to (rows, ...)."""
+  if x.shape[0] == rows:
+    return x
+  return np.concatenate([x, np.zeros((rows - x.shape[0],) + x.shape[1:], x.dtype)])
+
+
+def _shift_stats_directions(split: split_lib.Split, variables: Any, h: np.ndarray,
+                            ws: np.ndarray, offsets: jax.Array, bs: int
+                            ) -> tuple[np.ndarray, np.ndarray]:
+  """Mean softmax (P, T, K) and argmax (P, T, N) for one padded chunk of directions."""
+  n = h.shape[0]
+  total, arg = 0.0, []
+  for start in range(0, n, bs):
+    chunk = h[start:start + bs]
+    k = chunk.shape[0]
+    s_, a_ = _shift_stats_chunk(split, variables, _pad_rows(chunk, bs),
+                                np.arange(bs) < k, ws, offsets)
+    total = total + np.asarray(s_)
+    arg.append(np.asarray(a_)[:, :, :k])
+  return total / n, np.concatenate(arg, axis=2)
+
+
+def shifting_stats(split: split_lib.Split, variables: Any, h: np.ndarray,
                    directions: np.ndarray, offsets: Sequence[float] = OFFSETS,
                    batch_size: int = 16, directions_per_call: int = 16
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -205,51 +239,34 @@ def shifting_stats(head: Callable[[jax.Array], jax.Array], h: np.ndarray,
 
   Each compiled call evaluates ``min(directions_per_call, P) x T x
   batch_size`` shifted activations (the last chunks are padded, so it
-  compiles once for a given P);
-  only the mean probabilities and the per-image argmax are kept, so 1000
-  classes (999 directions per class) fit in memory.
+  compiles once for a given P); only the mean probabilities and the
+  per-image argmax are kept, so 1000 classes (999 directions per class) fit
+  in memory. Images are summed per call and the sums added up on the host
+  (this order of additions is part of the recorded results).
 
   Args:
-    head, h, directions, offsets: as :func:`shifting_probs`.
-    batch_size: images per call.
+    split, variables, h, directions, offsets: as :func:`shifting_probs`.
+    batch_size: images per call (at most the next power of two >= N, so
+      classes with different image counts share compilations).
     directions_per_call: directions per call.
 
   Returns:
     (mean_probs (P, T, classes) float32 -- the softmax averaged over the N
     images; argmax (P, T, N) int32 -- each image's predicted class).
   """
-  h = np.asarray(h, np.float32)
-  directions = np.asarray(directions, np.float32)
-  chex.assert_rank(directions, 2)
-  if directions.shape[1] != h.shape[-1]:
-    raise ValueError(f"directions have {directions.shape[1]} channels, the "
-                     f"activations {h.shape[-1]}")
+  h, directions = _check_directions(h, directions)
   n, p = h.shape[0], directions.shape[0]
   if n == 0 or p == 0:
     raise ValueError(f"need images and directions, got {n} images, {p} directions")
   offs = jnp.asarray(offsets, jnp.float32)
-  bs = concepts_lib._check_positive_int("batch_size", batch_size)  # pylint: disable=protected-access
-  bs = min(bs, 1 << (n - 1).bit_length())
-  dp = concepts_lib._check_positive_int("directions_per_call", directions_per_call)  # pylint: disable=protected-access
-  dp = min(dp, p)  # p is the same for every class of a run: one compilation
+  bs = min(check_int(batch_size, "batch_size"), 1 << (n - 1).bit_length())
+  dp = min(check_int(directions_per_call, "directions_per_call"), p)
   sums, args = [], []
-  for d0 in range(0, p, dp):
+  for d0 in range(0, p, dp):  # p is the same for every class of a run: one compilation
     ws = directions[d0:d0 + dp]
-    kd = ws.shape[0]
-    if kd < dp:
-      ws = np.concatenate([ws, np.zeros((dp - kd, ws.shape[1]), ws.dtype)])
-    total, arg = 0.0, []
-    for start in range(0, n, bs):
-      chunk = h[start:start + bs]
-      k = chunk.shape[0]
-      valid = np.arange(bs) < k
-      if k < bs:
-        chunk = np.concatenate([chunk, np.zeros((bs - k,) + h.shape[1:], h.dtype)])
-      s_, a_ = _shift_stats_chunk(head, chunk, valid, ws, offs)
-      total = total + np.asarray(s_)[:kd]
-      arg.append(np.asarray(a_)[:kd, :, :k])
-    sums.append(total / n)
-    args.append(np.concatenate(arg, axis=2))
+    mean, arg = _shift_stats_directions(split, variables, h, _pad_rows(ws, dp), offs, bs)
+    sums.append(mean[:ws.shape[0]])
+    args.append(arg[:ws.shape[0]])
   return np.concatenate(sums), np.concatenate(args)
 
 
@@ -357,7 +374,7 @@ def shift_summary(rows: Sequence[dict[str, Any]],
 def paste(images: np.ndarray, patch: np.ndarray,
           position: str = "bottom_right") -> np.ndarray:
   """Copies `patch` (ph, pw, C) into a corner of every image (N, H, W, C)."""
-  concepts_lib.check_choice("position", position, POSITIONS)
+  check_choice("position", position, POSITIONS)
   images = np.array(images, np.float32, copy=True)
   patch = np.asarray(patch, np.float32)
   chex.assert_rank([images, patch], [4, 3])

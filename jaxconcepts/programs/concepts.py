@@ -2,71 +2,126 @@
 
 `run_concepts_evaluation(config, workdir, model, variables, dataset)` runs, on
 the split ``config.split`` of `dataset` (default: test, images unseen in
-training, as the paper's validation set):
+training, as the paper's validation set), these stages; data flows one way,
+compute (`methods`) -> results -> rows (`evaluators.concepts`) -> files
+(`report`):
 
-1. predictions for every image (the model's argmax; labels are ignored);
-2. per class (in chunks of ``config.class_chunk``): the images predicted as
-   the class (up to ``n_images_per_class``), DeepLift + SmoothGrad at the
-   layer, the score-scaled pixel vectors (for NMF) and the raw pixel vectors
-   above ``contrast_threshold`` x max (for contrasting); then one batched NMF
-   for the chunk's classes;
-3. the concepts' top-m crops over the whole split (one streamed search for all
-   classes, crops from all images and from images not predicted as the class),
-   the stitched-image test -> ``results/stitch_test.{json,md}`` (per class,
-   Table 1 = crops from all images, Table 2 = excluding the class) and
-   ``figures/concepts/class_XXX.png`` (k concepts x m crops per class),
-   ``figures/stitched.png``;
-4. pairwise classifiers for all pairs of classes (one `train_pairwise` call),
-   the shifting test for every ordered pair (B -> A) ->
-   ``results/shift_test.{json,md}`` (per pair and Table 3);
-5. for ``pairs_to_plot`` (ordered (A, B)): contrast concepts and their crops ->
-   ``figures/contrast/A_vs_B.png``, the stitched test of the contrast concepts,
-   and the bias probe (each contrast concept's top crop from an image
-   predicted as A pasted into B's images) -> ``results/bias_probe.{json,md}``.
+1. :func:`setup`: every configuration check, before anything long;
+2. :func:`predict`: the model's argmax for every image (labels are ignored);
+3. :func:`class_concepts`: per class, the images predicted as the class (up to
+   ``n_images_per_class``), DeepLift + SmoothGrad at the layer, the
+   score-scaled pixel vectors (factorised by one batched NMF per
+   ``class_chunk`` classes) and the raw pixel vectors above
+   ``contrast_threshold`` x max (for contrasting);
+4. :func:`train_contrast`: pairwise classifiers for all pairs of classes (one
+   `train_pairwise` call);
+5. :func:`pair_matrices` and :func:`finish_nmf`: the contrast matrices of
+   ``pairs_to_plot`` (ordered (A, B)), factorised together with the classes
+   left over from step 3;
+6. :func:`search_crops`: the concepts' top-m crops over the whole split (one
+   streamed search for all classes and pairs; crops from all images, from
+   images not predicted as the class, and only from images predicted as it);
+7. :func:`stitch_test`: the stitched-image test of every class with concepts;
+8. :func:`contrast_pairs`: per chosen pair, the stitched test of the contrast
+   concepts and the bias probe (each contrast concept's top crop from an image
+   predicted as A pasted into B's images);
+9. :func:`shift_test`: the shifting test for every ordered pair (B -> A);
+10. :func:`write_report`: ``figures/concepts/class_XXX.png``,
+    ``figures/stitched.png``, ``results/stitch_test.{json,md}`` (Tables 1/2),
+    ``figures/contrast/AAA_vs_BBB.png``, ``results/bias_probe.{json,md}``
+    (Table 4), ``results/shift_test.{json,md}`` (Table 3).
 
-Failures are per class / per pair: a class the model predicts for no image,
-a class with fewer positive pixel vectors than concepts, an attribution error,
-a class without contrast vectors: the row says why, its metrics are empty, the
-summaries are over the classes / pairs that ran (and count the failed ones),
-and the run goes on. Configuration errors (unknown layer, a layer without
-spatial extent, k larger than the channels, bad classes / pairs / offsets) are
-raised before any long computation.
+Failures are per class / per pair: a class the model predicts for no image, a
+class with fewer positive pixel vectors than concepts, an attribution or NMF
+error (a `ValueError` or `TypeError` from their input checks), a class without
+contrast vectors: the row says why, its metrics are empty, the summaries are
+over the classes / pairs that ran (and count the failed ones), and the run goes
+on. Configuration errors (unknown layer, a layer without spatial extent, k
+larger than the channels, bad classes / pairs / offsets) are raised by
+:func:`setup`.
 
-The attribution function is injectable (`attribution_fn`, default
-`attribution.layer_deeplift_smoothgrad`), e.g. for tests with toy models.
+The model is applied by jitted functions that take the variables as a traced
+argument, so explaining a new checkpoint of the same architecture reuses every
+compilation. The attribution function is injectable (`attribution_fn`,
+default `attribution.layer_deeplift_smoothgrad`), e.g. for tests with toy
+models.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Hashable, Mapping, NamedTuple
 
 from absl import logging
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxconcepts import report
+from jaxconcepts.data import sources as data_lib
+from jaxconcepts.evaluators import concepts as ev
 from jaxconcepts.methods import concepts as cl
 from jaxconcepts.methods import contrast as ct
-from jaxconcepts.ops import pairwise
-from jaxconcepts import report
+from jaxconcepts.methods import crops as crops_lib
 from jaxconcepts.models import split as split_lib
+from jaxconcepts.ops import pairwise
+from jaxconcepts.programs import classifier
+from jaxconcepts.utils import check_choice
 
 RESULTS_DIR = "results"
 FIGURES_DIR = "figures"
+CROP_MODES = ("all", "exclude", "only")
+# The errors that mark one class or pair as failed (the input checks of the
+# attribution and of NMF); anything else is a bug and stops the run.
+STAGE_ERRORS = (ValueError, TypeError)
 
 
-def _cfg(config, key, default=None):
-  return config.get(key, default) if hasattr(config, "get") else getattr(config, key, default)
+# ---------------------------------------------------------------------------
+# 1. Setup: configuration checks.
 
 
-def _class_list(config, num_classes: int) -> list[int]:
-  classes = _cfg(config, "classes")
-  if classes is None:
-    return list(range(num_classes))
-  classes = [int(c) for c in classes]
+@dataclasses.dataclass(frozen=True, eq=False)
+class Run:
+  """What every stage reads: the config, the model and the checked settings.
+
+  Attributes:
+    config: the concepts config (read where used).
+    model: the classifier (split protocol).
+    variables: its variables (traced arguments of every jitted function).
+    split: the model cut at the layer (static argument of jitted functions).
+    images: (N, H, W, C) float32, the split explained and searched.
+    classes: the classes explained, in order.
+    pairs: the chosen pairs (A, B) for contrast concepts.
+    offsets: the shifting test's offsets.
+    info: layer, shapes, geometry, layout and class names (for the tables).
+    key: the run's PRNG key (attribution noise, NMF init).
+  """
+  config: ml_collections.ConfigDict
+  model: nn.Module
+  variables: Any
+  split: split_lib.Split
+  images: np.ndarray
+  classes: tuple[int, ...]
+  pairs: tuple[tuple[int, int], ...]
+  offsets: tuple[float, ...]
+  info: ev.RunInfo
+  key: jax.Array
+
+  @property
+  def k(self) -> int:
+    """The number of concepts."""
+    return int(self.config.n_concepts)
+
+
+def _class_list(config: ml_collections.ConfigDict, num_classes: int) -> tuple[int, ...]:
+  if config.classes is None:
+    return tuple(range(num_classes))
+  classes = [int(c) for c in config.classes]
   bad = [c for c in classes if not 0 <= c < num_classes]
   if bad:
     raise ValueError(f"classes {bad} are out of range [0, {num_classes})")
@@ -74,13 +129,13 @@ def _class_list(config, num_classes: int) -> list[int]:
     raise ValueError(f"classes has duplicates: {classes}")
   if not classes:
     raise ValueError("classes is empty; use None for all classes")
-  return classes
+  return tuple(classes)
 
 
-def _pair_list(config, num_classes: int) -> list[tuple[int, int]]:
-  pairs = _cfg(config, "pairs_to_plot") or ()
+def _pair_list(config: ml_collections.ConfigDict,
+               num_classes: int) -> tuple[tuple[int, int], ...]:
   out = []
-  for p in pairs:
+  for p in config.pairs_to_plot or ():
     if len(p) != 2:
       raise ValueError(f"pairs_to_plot entries must be (A, B), got {p!r}")
     a, b = int(p[0]), int(p[1])
@@ -88,491 +143,526 @@ def _pair_list(config, num_classes: int) -> list[tuple[int, int]]:
       raise ValueError(f"pairs_to_plot entry {(a, b)} must be two different classes "
                        f"in [0, {num_classes})")
     out.append((a, b))
-  return out
+  return tuple(out)
 
 
-def _split_images(config, dataset) -> np.ndarray:
-  which = _cfg(config, "split", "test")
-  cl.check_choice("split", which, ("test", "train"))
-  images = dataset.test_images if which == "test" else dataset.train_images
-  max_images = _cfg(config, "max_images")
-  if max_images is not None:
-    images = images[:int(max_images)]
+def _split_images(config: ml_collections.ConfigDict, dataset: data_lib.Dataset) -> np.ndarray:
+  check_choice("split", config.split, ("test", "train"))
+  images = dataset.test_images if config.split == "test" else dataset.train_images
+  if config.max_images is not None:
+    images = images[:int(config.max_images)]
   if images.shape[0] == 0:
-    raise ValueError(f"the {which} split has no images")
+    raise ValueError(f"the {config.split} split has no images")
   return np.asarray(images, np.float32)
 
 
-def _name(dataset, c: int) -> str:
+def _check_values(config: ml_collections.ConfigDict, channels: int, layer: str) -> None:
+  """Range checks of the config's numbers and choices."""
+  k = int(config.n_concepts)
+  if not 1 <= k <= channels:
+    raise ValueError(f"n_concepts={k} must lie in [1, {channels}] (the channels of {layer})")
+  if int(config.n_crops) < 1:
+    raise ValueError(f"n_crops must be >= 1, got {int(config.n_crops)}")
+  if int(config.n_images_per_class) < 1:
+    raise ValueError(f"n_images_per_class must be >= 1, got {int(config.n_images_per_class)}")
+  check_choice("score_order", config.score_order, cl.SCORE_ORDERS)
+  if not config.shift_offsets:
+    raise ValueError("shift_offsets is empty")
+  threshold = float(config.contrast_threshold)
+  if not 0.0 <= threshold <= 1.0:
+    raise ValueError(f"contrast_threshold must lie in [0, 1], got {threshold}")
+  check_choice("stitch layout", config.stitch_layout, crops_lib.STITCH_LAYOUTS)
+
+
+def _class_names(dataset: data_lib.Dataset) -> tuple[str, ...]:
   names = getattr(dataset, "class_names", None)
-  return names[c] if names is not None and c < len(names) else str(c)
+  return tuple(names[c] if names is not None and c < len(names) else str(c)
+               for c in range(int(dataset.num_classes)))
 
 
-def _display(images: np.ndarray) -> np.ndarray:
-  """Images with 1 or 3 channels as they are; others as grey (max over channels)."""
-  images = np.asarray(images, np.float32)
-  if images.shape[-1] in (1, 3):
-    return images
-  return images.max(axis=-1, keepdims=True)
+def setup(config: ml_collections.ConfigDict, model: nn.Module, variables: Any,
+          dataset: data_lib.Dataset) -> Run:
+  """Checks the config against the model and data; resolves layer and layout.
+
+  Raises:
+    ValueError: an unknown layer, a layer without spatial extent, k larger
+      than the channels, bad classes / pairs / offsets / choices.
+  """
+  s = split_lib.split(model, config.layer)
+  images = _split_images(config, dataset)
+  num_classes = int(dataset.num_classes)
+  classes, pairs = _class_list(config, num_classes), _pair_list(config, num_classes)
+  layer_shape = s.shape(images.shape[1:], variables)
+  geometry = crops_lib.crop_geometry(images.shape[1:], layer_shape, int(config.pool_size),
+                                     s.layer)
+  _check_values(config, layer_shape[-1], s.layer)
+  layout = crops_lib.choose_layout(config.stitch_layout, geometry, int(config.n_concepts),
+                                   images.shape[-1], model, variables)
+  info = ev.RunInfo(s.layer, tuple(layer_shape), images.shape[0], geometry, layout,
+                    _class_names(dataset))
+  logging.info("concepts: layer %s %s, crops %s (pool %d, grid %s), stitch layout %s, "
+               "%d classes, %d images in the %s split", s.layer, layer_shape,
+               geometry.crop_hw, geometry.pool, geometry.grid_hw, layout, len(classes),
+               images.shape[0], config.split)
+  return Run(config, model, variables, s, images, classes, pairs,
+             tuple(float(t) for t in config.shift_offsets), info,
+             jax.random.PRNGKey(int(config.seed)))
 
 
-def _softmax_np(logits):
-  return np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
+# ---------------------------------------------------------------------------
+# 2. - 3. Predictions; attribution, NMF matrices and contrast vectors per class.
 
 
-def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str, model,
-                            variables: dict, dataset, *,
+def predict(run: Run) -> np.ndarray:
+  """(N,) int32: the model's argmax for every image of the split."""
+  t0 = time.time()
+  logits = cl.predict_logits(run.model, run.variables, run.images,
+                             int(run.config.eval_batch_size))
+  preds = logits.argmax(-1).astype(np.int32)
+  logging.info("concepts: predicted %d images in %.1fs; per-class counts %s",
+               run.images.shape[0], time.time() - t0,
+               np.bincount(preds, minlength=len(run.info.names)).tolist())
+  return preds
+
+
+def _attribute(run: Run, c: int, idx: np.ndarray,
+               attribution_fn: Callable[..., Any]) -> tuple[jax.Array, jax.Array]:
+  """Activations and attributions (n, h, w, c) of the class's n images."""
+  config = run.config
+  n_per_class = int(config.n_images_per_class)
+  # Pad to n_per_class images (repeats of the first), so the attribution
+  # compiles once for all classes; the padding is dropped.
+  x = run.images[np.concatenate([idx, np.full(n_per_class - idx.size, idx[0])])]
+  acts = jnp.asarray(cl.encode_images(run.split, run.variables, x,
+                                      int(config.eval_batch_size)))[:idx.size]
+  attr = jnp.asarray(attribution_fn(
+      run.model, run.variables, jnp.asarray(x), np.full((n_per_class,), c, np.int32),
+      run.split.layer, n_samples=int(config.n_samples), std=float(config.noise_std),
+      baseline=float(config.baseline), key=jax.random.fold_in(run.key, c),
+      batch_size=int(config.attribution_batch_size)))[:idx.size]
+  if attr.shape != acts.shape:
+    raise ValueError(f"attribution shape {attr.shape} != activation shape {acts.shape}")
+  return acts, attr
+
+
+def _what(i: Hashable) -> str:
+  """How errors name an NMF matrix: a class id or ("pair", A, B)."""
+  return f"pair {i[1:]}" if isinstance(i, tuple) else f"class {i}"
+
+
+def _explain_class(run: Run, c: int, preds: np.ndarray, attribution_fn: Callable[..., Any]
+                   ) -> tuple[ev.ClassResult, np.ndarray | None, np.ndarray | None]:
+  """(result, NMF matrix or None, contrast vectors (n, c) or None) of one class."""
+  config = run.config
+  idx = cl.class_image_indices(preds, c, int(config.n_images_per_class))
+  if idx.size == 0:
+    logging.warning("concepts: class %d (%s) skipped: no image predicted", c, run.info.names[c])
+    return ev.ClassResult(c, idx, "failed: the model predicts this class for no image"), None, None
+  try:
+    acts, attr = _attribute(run, c, idx, attribution_fn)
+  except STAGE_ERRORS as e:
+    logging.exception("concepts: class %d attribution failed", c)
+    return (ev.ClassResult(c, idx, f"failed: attribution error: {type(e).__name__}: {e}"),
+            None, None)
+  mat = cl.concept_matrix(acts, attr, config.score_order)
+  n_vec = cl.count_vectors(mat)
+  cvec = ct.contrast_vectors(acts, attr, float(config.contrast_threshold), config.score_order)
+  status = "ok"
+  if n_vec < run.k:
+    status = (f"failed: only {n_vec} pixel vector(s) with a positive score, "
+              f"fewer than n_concepts={run.k}")
+    logging.warning("concepts: class %d: %s", c, status)
+  result = ev.ClassResult(c, idx, status, n_vec, int(cvec.shape[0]))
+  return result, (np.asarray(mat) if n_vec >= run.k else None), cvec
+
+
+def _nmf_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return dict(init=config.nmf_init, max_iter=int(config.nmf_max_iter),
+              tol=float(config.nmf_tol))
+
+
+def _factorise_one(run: Run, matrix: np.ndarray, what: str) -> cl.ConceptSet | str:
+  """One matrix's concepts, or the error that marks it as failed."""
+  try:
+    return cl.extract_concepts(matrix, run.k, key=int(run.config.seed), what=what,
+                               **_nmf_kwargs(run.config))
+  except STAGE_ERRORS as e:
+    return f"NMF error: {type(e).__name__}: {e}"
+
+
+def _factorise(run: Run, mats: Mapping[Hashable, np.ndarray],
+               call: int) -> dict[Hashable, cl.ConceptSet | str]:
+  """One batched NMF of `mats` (the `call`-th of the run); one by one if it fails."""
+  t0 = time.time()
+  ids = list(mats)
+  try:
+    sets = cl.extract_concepts_batched(
+        [mats[i] for i in ids], run.k, key=jax.random.fold_in(run.key, 10**6 + call),
+        names=[_what(i) for i in ids], **_nmf_kwargs(run.config))
+  except STAGE_ERRORS:
+    logging.exception("concepts: batched NMF failed; factorising one by one")
+    sets = [_factorise_one(run, mats[i], _what(i)) for i in ids]
+  logging.info("concepts: NMF of %d matrices in %.1fs", len(ids), time.time() - t0)
+  return dict(zip(ids, sets))
+
+
+class ClassStage(NamedTuple):
+  """Step 3's results.
+
+  Attributes:
+    classes: per class, in order (concepts not yet attached).
+    vectors: {class: (n, c) contrast vectors} of the classes that have any.
+    factorised: {class: concepts or NMF error} of the chunks done so far.
+    pending: {class: NMF matrix} left for the last NMF call (step 5).
+    nmf_calls: NMF calls so far (each call's key depends on its number).
+  """
+  classes: tuple[ev.ClassResult, ...]
+  vectors: dict[int, np.ndarray]
+  factorised: dict[Hashable, cl.ConceptSet | str]
+  pending: dict[Hashable, np.ndarray]
+  nmf_calls: int
+
+
+def class_concepts(run: Run, preds: np.ndarray,
+                   attribution_fn: Callable[..., Any]) -> ClassStage:
+  """Attribution, contrast vectors and NMF matrices per class; NMF per chunk."""
+  t0 = time.time()
+  results, vectors, done, pending, calls = [], {}, {}, {}, 0
+  for ci, c in enumerate(run.classes):
+    tc = time.time()
+    result, mat, cvec = _explain_class(run, c, preds, attribution_fn)
+    results.append(result)
+    if cvec is not None and cvec.shape[0]:
+      vectors[c] = cvec
+    if mat is not None:
+      pending[c] = mat
+    logging.info("concepts: class %d/%d (%s): %s, %d images, %s scored vectors, %s contrast "
+                 "vectors, %.1fs", ci + 1, len(run.classes), run.info.names[c], result.status,
+                 result.image_idx.size, result.n_vectors, result.n_contrast_vectors,
+                 time.time() - tc)
+    if len(pending) >= max(1, int(run.config.class_chunk)):
+      calls += 1
+      done.update(_factorise(run, pending, calls))
+      pending = {}
+  logging.info("concepts: attributions of %d classes in %.1fs", len(run.classes),
+               time.time() - t0)
+  return ClassStage(tuple(results), vectors, done, pending, calls)
+
+
+# ---------------------------------------------------------------------------
+# 4. - 5. Pairwise classifiers; contrast matrices; the last NMF call.
+
+
+class Contrast(NamedTuple):
+  """The pairwise classifiers of the classes with contrast vectors."""
+  result: pairwise.PairwiseResult
+  classes: tuple[int, ...]
+
+  def hyperplane(self, a: int, b: int) -> tuple[np.ndarray, float]:
+    """(w (c,), bias) of the (A, B) classifier, oriented toward A."""
+    return pairwise.hyperplane(self.result, self.classes.index(a), self.classes.index(b))
+
+  def train_acc(self, a: int, b: int) -> float:
+    """Training accuracy of the classifier of the unordered pair {A, B}."""
+    i, j = sorted((self.classes.index(a), self.classes.index(b)))
+    return float(self.result.accuracy[pairwise.pair_index(i, j, len(self.classes))])
+
+
+def train_contrast(run: Run, stage: ClassStage) -> Contrast | None:
+  """One logistic classifier per pair of classes with contrast vectors (None: < 2)."""
+  ok = tuple(c for c in run.classes if c in stage.vectors)
+  if len(ok) < 2:
+    return None
+  t0 = time.time()
+  result = ct.train_contrast([stage.vectors[c] for c in ok], epochs=int(run.config.epochs),
+                             lr=float(run.config.lr))
+  logging.info("concepts: %d pairwise classifiers in %.1fs (mean train acc %.3f)",
+               len(result.pairs), time.time() - t0, float(np.mean(result.accuracy)))
+  return Contrast(result, ok)
+
+
+def pair_matrices(run: Run, classes: tuple[ev.ClassResult, ...], contrast: Contrast | None
+                  ) -> tuple[dict[Hashable, np.ndarray], dict[tuple[int, int], str]]:
+  """Contrast matrices {("pair", A, B): (n, c)} of the chosen pairs, and why others failed."""
+  idx = {r.cls: r.image_idx for r in classes}
+  mats, fails = {}, {}
+  for a, b in run.pairs:
+    if contrast is None or a not in contrast.classes or b not in contrast.classes:
+      fails[(a, b)] = "a class of the pair was not evaluated or has no contrast vectors"
+      continue
+    w, bias = contrast.hyperplane(a, b)
+    h_a = cl.encode_images(run.split, run.variables, run.images[idx[a]],
+                           int(run.config.eval_batch_size))
+    mat = np.asarray(ct.contrast_matrix(jnp.asarray(h_a), jnp.asarray(w), bias))
+    n_vec = cl.count_vectors(mat)
+    if n_vec < run.k:
+      fails[(a, b)] = (f"only {n_vec} pixel vector(s) on A's side of the hyperplane, "
+                       f"fewer than n_concepts={run.k}")
+      continue
+    mats[("pair", a, b)] = mat
+  return mats, fails
+
+
+def _with_nmf(r: ev.ClassResult, res: cl.ConceptSet | str | None) -> ev.ClassResult:
+  if res is None:
+    return r
+  if isinstance(res, str):
+    return r._replace(status=f"failed: {res}")
+  return r._replace(concepts=res)
+
+
+def finish_nmf(run: Run, stage: ClassStage, pair_mats: Mapping[Hashable, np.ndarray]
+               ) -> tuple[tuple[ev.ClassResult, ...], dict[tuple[int, int], cl.ConceptSet],
+                          dict[tuple[int, int], str]]:
+  """The last NMF call (leftover classes, then the pairs); concepts attached.
+
+  Returns:
+    (classes with their concepts or NMF errors, {pair: concepts},
+    {pair: NMF error}).
+  """
+  done = dict(stage.factorised)
+  pending = {**stage.pending, **pair_mats}
+  if pending:
+    done.update(_factorise(run, pending, stage.nmf_calls + 1))
+  classes = tuple(_with_nmf(r, done.get(r.cls)) for r in stage.classes)
+  pair_sets, fails = {}, {}
+  for key in pair_mats:
+    if isinstance(done[key], str):
+      fails[key[1:]] = done[key]
+    else:
+      pair_sets[key[1:]] = done[key]
+  return classes, pair_sets, fails
+
+
+# ---------------------------------------------------------------------------
+# 6. - 9. Crops, stitched test, contrast pairs, shifting test.
+
+
+class ConceptCrops(NamedTuple):
+  """The top crops of one concept set (a class or a pair), per crop mode.
+
+  Attributes:
+    hits: {mode: CropHits with (k, m) fields}.
+    crops: {mode: (k, m, ch, cw, C) float32 crops}.
+  """
+  hits: dict[str, crops_lib.CropHits]
+  crops: dict[str, np.ndarray]
+
+
+def search_crops(run: Run, preds: np.ndarray, classes: tuple[ev.ClassResult, ...],
+                 pair_sets: Mapping[tuple[int, int], cl.ConceptSet]
+                 ) -> dict[Hashable, ConceptCrops]:
+  """One search over the split for every concept; {class or (A, B): crops}."""
+  sets = {r.cls: r.concepts for r in classes if r.concepts is not None}
+  sets.update((p, pair_sets[p]) for p in run.pairs if p in pair_sets)
+  if not sets:
+    return {}
+  t0 = time.time()
+  config, k, ids = run.config, run.k, list(sets)
+  bases = np.concatenate([sets[i].basis for i in ids])
+  basis_class = np.repeat(np.asarray([i[0] if isinstance(i, tuple) else i for i in ids],
+                                     np.int32), k)
+  hits = crops_lib.search_crops(
+      run.split, run.variables, run.images, bases, int(config.n_crops), run.info.geometry,
+      modes=CROP_MODES, basis_class=basis_class, predictions=preds,
+      batch_size=int(config.crop_batch_size))
+  crops = {m: crops_lib.extract_crops(run.images, h, run.info.geometry,
+                                      float(config.stitch_fill)) for m, h in hits.items()}
+  logging.info("concepts: crop search over %d images for %d concepts in %.1fs",
+               run.images.shape[0], bases.shape[0], time.time() - t0)
+  rows = {i: slice(j * k, (j + 1) * k) for j, i in enumerate(ids)}
+  return {i: ConceptCrops({m: h.select(sl) for m, h in hits.items()},
+                          {m: c[sl] for m, c in crops.items()}) for i, sl in rows.items()}
+
+
+def _stitch(run: Run, top1: np.ndarray) -> tuple[np.ndarray, bool]:
+  """Stitched images of (B, k, ch, cw, C) top crops, in the run's layout."""
+  return crops_lib.stitched_images(top1, run.info.layout, run.info.geometry, model=run.model,
+                                   variables=run.variables,
+                                   fill=float(run.config.stitch_fill))
+
+
+def _predict_probs(run: Run, images: np.ndarray) -> np.ndarray:
+  """(n, classes) softmax of the model for (n, H, W, C) images."""
+  return cl.predict_probs(run.model, run.variables, images, int(run.config.eval_batch_size))
+
+
+def stitch_test(run: Run, classes: tuple[ev.ClassResult, ...],
+                crops: Mapping[Hashable, ConceptCrops]) -> ev.StitchResult | None:
+  """Each class's top-1 crops stitched and predicted (None: no class has concepts)."""
+  ok = tuple(r.cls for r in classes if r.concepts is not None)
+  if not ok:
+    return None
+  images, resized = {}, False
+  for mode, _ in ev.STITCH_MODES:
+    images[mode], resized = _stitch(run, np.stack([crops[c].crops[mode][:, 0] for c in ok]))
+  both = _predict_probs(run, np.concatenate([images["all"], images["exclude"]]))
+  probs = {"all": both[:len(ok)], "exclude": both[len(ok):]}
+  missing = {mode: np.array([int((crops[c].hits[mode].image[:, 0] < 0).sum()) for c in ok])
+             for mode, _ in ev.STITCH_MODES}
+  return ev.StitchResult(ok, images, probs, missing, resized)
+
+
+def _contrast_pair(run: Run, preds: np.ndarray, images_b: np.ndarray, a: int, b: int,
+                   concepts: cl.ConceptSet, cc: ConceptCrops) -> ev.PairResult:
+  """The stitched test and the bias probe of one pair's contrast concepts."""
+  (ph_all, pc_all), (ph_only, pc_only) = ((cc.hits[m], cc.crops[m]) for m in ("all", "only"))
+  stitched, _ = _stitch(run, pc_all[None, :, 0])
+  probs = _predict_probs(run, stitched)[0]
+  # The probe crop: the top crop from an image predicted as A, else the top one.
+  from_a = ph_only.image[:, 0] >= 0
+  src = np.where(from_a, ph_only.image[:, 0], ph_all.image[:, 0])
+  patches = np.where(from_a[:, None, None, None], pc_only[:, 0], pc_all[:, 0])
+  found = np.flatnonzero(src >= 0)
+  probe = (ct.bias_probe(functools.partial(_predict_probs, run), images_b, patches[found],
+                         a, b, position=run.config.bias_position,
+                         blank=float(run.config.bias_blank)) if found.size else [])
+  by_concept = dict(zip(found.tolist(), probe))
+  return ev.PairResult(
+      a, b, "ok", concepts, pc_all, probs, tuple(int(i) for i in src),
+      tuple(int(preds[i]) if i >= 0 else None for i in src), tuple(bool(f) for f in from_a),
+      tuple(by_concept.get(j) for j in range(src.size)))
+
+
+def contrast_pairs(run: Run, preds: np.ndarray, classes: tuple[ev.ClassResult, ...],
+                   pair_sets: Mapping[tuple[int, int], cl.ConceptSet],
+                   fails: Mapping[tuple[int, int], str],
+                   crops: Mapping[Hashable, ConceptCrops]) -> tuple[ev.PairResult, ...]:
+  """Per chosen pair: the contrast concepts' stitched test and bias probe."""
+  t0 = time.time()
+  idx = {r.cls: r.image_idx for r in classes}
+  out = []
+  for a, b in run.pairs:
+    if (a, b) not in pair_sets:
+      why = fails.get((a, b), "not run")
+      logging.warning("concepts: contrast pair (%d, %d): %s", a, b, why)
+      out.append(ev.PairResult(a, b, why))
+      continue
+    out.append(_contrast_pair(run, preds, run.images[idx[b]], a, b, pair_sets[(a, b)],
+                              crops[(a, b)]))
+  logging.info("concepts: %d contrast pairs (stitched test, bias probe) in %.1fs",
+               len(run.pairs), time.time() - t0)
+  return tuple(out)
+
+
+def _shift_from(run: Run, b: int, idx_b: np.ndarray, contrast: Contrast) -> ev.ShiftResult:
+  """The shifting test from class B's images toward every other contrast class."""
+  config = run.config
+  h_b = cl.encode_images(run.split, run.variables, run.images[idx_b],
+                         int(config.eval_batch_size))
+  todo = tuple(a for a in run.classes if a != b and a in contrast.classes)
+  dirs = np.stack([contrast.hyperplane(a, b)[0] for a in todo])
+  mean_b, arg_b = ct.shifting_stats(run.split, run.variables, h_b, dirs, run.offsets,
+                                    int(config.shift_batch_size),
+                                    int(config.shift_directions_per_call))
+  base = cl.softmax(cl.head_logits(run.split, run.variables, h_b,
+                                   int(config.eval_batch_size))).mean(axis=0)
+  acc = np.array([contrast.train_acc(a, b) for a in todo])
+  return ev.ShiftResult(b, todo, mean_b, arg_b, base, acc, int(idx_b.size))
+
+
+def shift_test(run: Run, classes: tuple[ev.ClassResult, ...],
+               contrast: Contrast | None) -> dict[int, ev.ShiftResult]:
+  """{B: the shifting test from B} for every class with contrast vectors."""
+  if contrast is None:
+    return {}
+  t0 = time.time()
+  out = {}
+  for r in classes:
+    if r.cls in contrast.classes:
+      out[r.cls] = _shift_from(run, r.cls, r.image_idx, contrast)
+      logging.info("concepts: shifting test from class %d (%s) toward %d classes, %.1fs",
+                   r.cls, run.info.names[r.cls], len(out[r.cls].targets), time.time() - t0)
+  return out
+
+
+# ---------------------------------------------------------------------------
+# 10. Rows (evaluators) and files (report).
+
+
+def evaluate_results(run: Run, classes: tuple[ev.ClassResult, ...],
+                     crops: Mapping[Hashable, ConceptCrops], stitch: ev.StitchResult | None,
+                     pairs: tuple[ev.PairResult, ...],
+                     shifts: Mapping[int, ev.ShiftResult]) -> list[ev.TableSet | ev.Figure]:
+  """Every table and figure of the run, in the order they are written."""
+  info = run.info
+  class_crops = {r.cls: crops[r.cls].crops["all"] for r in classes if r.concepts is not None}
+  return [*ev.concept_figures(info, class_crops),
+          *([ev.stitched_figure(info, stitch)] if stitch is not None else []),
+          ev.stitch_test(run.config, info, classes, stitch),
+          *ev.contrast_figures(info, pairs),
+          ev.bias_probe(run.config, info, pairs),
+          ev.shift_test(run.config, info, classes, shifts, run.offsets)]
+
+
+def write_report(config: ml_collections.ConfigDict, workdir: str,
+                 outputs: list[ev.TableSet | ev.Figure]) -> list[str]:
+  """Writes tables under workdir/results and figures under workdir/figures."""
+  results_dir = os.path.join(workdir, RESULTS_DIR)
+  figures_dir = os.path.join(workdir, FIGURES_DIR)
+  os.makedirs(results_dir, exist_ok=True)
+  os.makedirs(figures_dir, exist_ok=True)
+  config_json = report.to_jsonable(config.to_dict())
+  files = []
+  for out in outputs:
+    if isinstance(out, ev.Figure):
+      files.append(report.save_image_grid(
+          os.path.join(figures_dir, out.path), out.images, row_labels=out.row_labels,
+          col_labels=out.col_labels, title=out.title, style="mosaic"))
+    else:
+      files += report.write_tables(os.path.join(results_dir, out.stem), out.tables,
+                                   title=out.title, notes=out.notes,
+                                   extra={"config": config_json, **out.extra})
+  return files
+
+
+def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
+                            model: nn.Module, variables: Any, dataset: data_lib.Dataset, *,
                             attribution_fn: Callable[..., Any] | None = None
                             ) -> dict[str, Any]:
   """Runs the concept paper's evaluation; writes results and figures.
 
   Args:
-    config: a concepts config (see configs/concepts.py): layer,
-      n_images_per_class, n_concepts, n_crops, n_samples, noise_std, baseline,
-      attribution_batch_size, score_order, contrast_threshold, epochs, lr,
-      shift_offsets, classes, pairs_to_plot, stitch_layout, stitch_fill,
-      pool_size, split, max_images, nmf_init, nmf_max_iter, nmf_tol,
-      class_chunk, eval_batch_size, crop_batch_size, shift_batch_size,
-      shift_directions_per_call,
-      bias_position, bias_blank, seed.
+    config: a concepts config (see configs/concepts.py).
     workdir: output folder; results go to workdir/results, figures to
       workdir/figures.
-    model, variables: the classifier (split protocol) and its variables.
+    model: the classifier (split protocol).
+    variables: its variables.
     dataset: a `data.Dataset`.
     attribution_fn: `layer_deeplift_smoothgrad`-compatible function; default
-      the real one (imported lazily).
+      the real one.
 
   Returns:
-    {"stitch_test": {"table1", "table2"}, "shift_test": Table 3 summary,
-     "bias_probe": rows, "failures": {...}, "files": [...], "layer",
-     "wall_s"}.
+    {"layer", "stitch_test": {"table1", "table2"}, "shift_test": Table 3
+    summary, "bias_probe": rows, "failures": {"classes": {class: status},
+    "pairs": n_failed}, "files": [...], "wall_s"}.
   """
-  t_start = time.time()
-  # ---- configuration checks (before anything long) ----
-  layer = split_lib.resolve_layer(model, _cfg(config, "layer"))
-  images = _split_images(config, dataset)
-  image_shape = images.shape[1:]
-  num_classes = int(dataset.num_classes)
-  classes = _class_list(config, num_classes)
-  plot_pairs = _pair_list(config, num_classes)
-  s = split_lib.split(model, layer)
-  layer_shape = s.shape(image_shape, variables)
-  pool = int(_cfg(config, "pool_size", 2))
-  geometry = cl.crop_geometry(image_shape, layer_shape, pool, layer)
-  channels = layer_shape[-1]
-  k = int(config.n_concepts)
-  if not 1 <= k <= channels:
-    raise ValueError(f"n_concepts={k} must lie in [1, {channels}] (the channels of {layer})")
-  n_crops = int(config.n_crops)
-  if n_crops < 1:
-    raise ValueError(f"n_crops must be >= 1, got {n_crops}")
-  n_per_class = int(config.n_images_per_class)
-  if n_per_class < 1:
-    raise ValueError(f"n_images_per_class must be >= 1, got {n_per_class}")
-  order = _cfg(config, "score_order", "mean_then_relu")
-  cl.check_choice("score_order", order, cl.SCORE_ORDERS)
-  offsets = tuple(float(t) for t in _cfg(config, "shift_offsets", ct.OFFSETS))
-  if not offsets:
-    raise ValueError("shift_offsets is empty")
-  threshold = float(config.contrast_threshold)
-  if not 0.0 <= threshold <= 1.0:
-    raise ValueError(f"contrast_threshold must lie in [0, 1], got {threshold}")
-  layout_cfg = _cfg(config, "stitch_layout", "auto")
-  cl.check_choice("stitch layout", layout_cfg, cl.STITCH_LAYOUTS)
-  fill = float(_cfg(config, "stitch_fill", 0.0))
-  seed = int(_cfg(config, "seed", 0))
-  eval_bs = int(_cfg(config, "eval_batch_size", 256))
-  attr_bs = int(_cfg(config, "attribution_batch_size", 64))
-  nmf_kw = dict(init=_cfg(config, "nmf_init", "nndsvda"),
-                max_iter=int(_cfg(config, "nmf_max_iter", 200)),
-                tol=float(_cfg(config, "nmf_tol", 1e-4)))
-  if attribution_fn is None:
-    attribution_fn = cl.default_attribution_fn()
-  apply_fn = lambda x: model.apply(variables, x)  # pylint: disable=unnecessary-lambda-assignment
-  layout = cl.choose_layout(layout_cfg, geometry, k, image_shape[-1], apply_fn)
-  results_dir = os.path.join(workdir, RESULTS_DIR)
-  figures_dir = os.path.join(workdir, FIGURES_DIR)
-  os.makedirs(results_dir, exist_ok=True)
-  os.makedirs(figures_dir, exist_ok=True)
-  files: list[str] = []
-  logging.info("concepts: layer %s %s, crops %s (pool %d, grid %s), stitch layout %s, "
-               "%d classes, %d images in the %s split", layer, layer_shape, geometry.crop_hw,
-               geometry.pool, geometry.grid_hw, layout, len(classes), images.shape[0],
-               _cfg(config, "split", "test"))
-
-  # ---- predictions ----
   t0 = time.time()
-  jit_apply = jax.jit(apply_fn)
-  jit_encode = jax.jit(lambda x: s.encode(variables, x))
-  jit_head = jax.jit(lambda h: s.head(variables, h))
-  logits = cl.batched_apply(jit_apply, images, eval_bs)
-  preds = logits.argmax(-1).astype(np.int32)
-  predict_probs = lambda x: _softmax_np(cl.batched_apply(jit_apply, x, eval_bs))  # pylint: disable=unnecessary-lambda-assignment
-  logging.info("concepts: predicted %d images in %.1fs; per-class counts %s",
-               images.shape[0], time.time() - t0,
-               np.bincount(preds, minlength=num_classes).tolist())
-
-  # ---- per class: attribution, NMF matrices, contrast vectors ----
-  rows: dict[int, dict[str, Any]] = {}
-  class_idx: dict[int, np.ndarray] = {}
-  contrast_vecs: dict[int, np.ndarray] = {}
-  concept_sets: dict[int, cl.ConceptSet] = {}
-  pending: dict[Any, np.ndarray] = {}  # NMF matrices not yet factorised
-  chunk = max(1, int(_cfg(config, "class_chunk", 16)))
-  key = jax.random.PRNGKey(seed)
-  n_samples, noise_std = int(config.n_samples), float(config.noise_std)
-  baseline = float(config.baseline)
-  nmf_calls = [0]
-
-  def factorise(mats: dict[Any, np.ndarray], what) -> dict[Any, Any]:
-    """One batched NMF of `mats`; per-matrix fallback if the batch fails."""
-    tn = time.time()
-    ids = list(mats)
-    nmf_calls[0] += 1
-    try:
-      sets = cl.extract_concepts_batched(
-          [mats[i] for i in ids], k, key=jax.random.fold_in(key, 10**6 + nmf_calls[0]),
-          names=[what(i) for i in ids], **nmf_kw)
-    except Exception:  # pylint: disable=broad-except
-      logging.exception("concepts: batched NMF failed; factorising one by one")
-      sets = []
-      for i in ids:
-        try:
-          sets.append(cl.extract_concepts(mats[i], k, key=seed, what=what(i), **nmf_kw))
-        except Exception as e:  # pylint: disable=broad-except
-          sets.append(e)
-    logging.info("concepts: NMF of %d matrices in %.1fs", len(ids), time.time() - tn)
-    return dict(zip(ids, sets))
-
-  def store_class_sets(done: dict[Any, Any]) -> None:
-    for c, res in done.items():
-      if isinstance(res, Exception):
-        rows[c]["status"] = f"failed: NMF error: {type(res).__name__}: {res}"
-      else:
-        concept_sets[c] = res
-        rows[c]["nmf_rel_error"] = res.rel_error
-        rows[c]["nmf_iters"] = res.n_iter
-
-  t_cls = time.time()
-  for ci, c in enumerate(classes):
-    tc = time.time()
-    row = {"class": c, "name": _name(dataset, c), "status": "ok"}
-    rows[c] = row
-    idx = cl.class_image_indices(preds, c, n_per_class)
-    row["n_images"] = int(idx.size)
-    class_idx[c] = idx
-    if idx.size == 0:
-      row["status"] = "failed: the model predicts this class for no image"
-      logging.warning("concepts: class %d/%d (%s) skipped: no image predicted", ci + 1,
-                      len(classes), row["name"])
-      continue
-    # Pad to n_per_class images (repeats of the first), so the attribution
-    # compiles once for all classes; the padding is dropped.
-    x = images[np.concatenate([idx, np.full(n_per_class - idx.size, idx[0])])]
-    try:
-      acts = jnp.asarray(cl.batched_apply(jit_encode, x, eval_bs))[:idx.size]
-      attr = jnp.asarray(attribution_fn(
-          model, variables, jnp.asarray(x), np.full((n_per_class,), c, np.int32), layer,
-          n_samples=n_samples, std=noise_std, baseline=baseline,
-          key=jax.random.fold_in(key, c), batch_size=attr_bs))[:idx.size]
-      if attr.shape != acts.shape:
-        raise ValueError(f"attribution shape {attr.shape} != activation shape {acts.shape}")
-    except Exception as e:  # pylint: disable=broad-except
-      row["status"] = f"failed: attribution error: {type(e).__name__}: {e}"
-      logging.exception("concepts: class %d attribution failed", c)
-      continue
-    mat = cl.concept_matrix(acts, attr, order)
-    n_vec = cl.count_vectors(mat)
-    row["n_vectors"] = n_vec
-    cvec = ct.contrast_vectors(acts, attr, threshold, order)
-    row["n_contrast_vectors"] = int(cvec.shape[0])
-    if cvec.shape[0]:
-      contrast_vecs[c] = cvec
-    if n_vec < k:
-      row["status"] = (f"failed: only {n_vec} pixel vector(s) with a positive score, "
-                       f"fewer than n_concepts={k}")
-      logging.warning("concepts: class %d: %s", c, row["status"])
-    else:
-      pending[c] = np.asarray(mat)
-    logging.info("concepts: class %d/%d (%s): %d images, %d scored vectors, %d contrast "
-                 "vectors, %.1fs", ci + 1, len(classes), row["name"], idx.size, n_vec,
-                 cvec.shape[0], time.time() - tc)
-    if len(pending) >= chunk:
-      store_class_sets(factorise(pending, lambda c: f"class {c}"))
-      pending = {}
-  logging.info("concepts: attributions of %d classes in %.1fs", len(classes),
-               time.time() - t_cls)
-
-  # ---- pairwise classifiers for all pairs ----
-  contrast_ok = [c for c in classes if c in contrast_vecs]
-  cindex = {c: i for i, c in enumerate(contrast_ok)}
-  result = None
-  if len(contrast_ok) >= 2:
-    tp = time.time()
-    result = ct.train_contrast([contrast_vecs[c] for c in contrast_ok],
-                               epochs=int(config.epochs), lr=float(config.lr))
-    logging.info("concepts: %d pairwise classifiers in %.1fs (mean train acc %.3f)",
-                 len(result.pairs), time.time() - tp, float(np.mean(result.accuracy)))
-
-  # ---- contrast matrices for the chosen pairs; NMF of what is left ----
-  pair_fail: dict[tuple[int, int], str] = {}
-  for a, b in plot_pairs:
-    if a not in cindex or b not in cindex or result is None:
-      pair_fail[(a, b)] = ("a class of the pair was not evaluated or has no contrast "
-                           "vectors")
-      continue
-    w, bias = pairwise.hyperplane(result, cindex[a], cindex[b])
-    h_a = cl.batched_apply(jit_encode, images[class_idx[a]], eval_bs)
-    mat = np.asarray(ct.contrast_matrix(jnp.asarray(h_a), jnp.asarray(w), bias))
-    n_vec = cl.count_vectors(mat)
-    if n_vec < k:
-      pair_fail[(a, b)] = (f"only {n_vec} pixel vector(s) on A's side of the hyperplane, "
-                           f"fewer than n_concepts={k}")
-      continue
-    pending[("pair", a, b)] = mat
-  pair_sets: dict[tuple[int, int], cl.ConceptSet] = {}
-  if pending:
-    done = factorise(pending, lambda i: f"pair {i[1:]}" if isinstance(i, tuple) else f"class {i}")
-    store_class_sets({i: r for i, r in done.items() if not isinstance(i, tuple)})
-    for i, r in done.items():
-      if isinstance(i, tuple):
-        if isinstance(r, Exception):
-          pair_fail[i[1:]] = f"NMF error: {type(r).__name__}: {r}"
-        else:
-          pair_sets[i[1:]] = r
-    pending = {}
-
-  # ---- one crop search over the split for all concepts ----
-  ok = [c for c in classes if c in concept_sets]
-  pair_ids = [p for p in plot_pairs if p in pair_sets]
-  crops: dict[str, np.ndarray] = {}
-  hits: dict[str, cl.CropHits] = {}
-  if ok or pair_ids:
-    tcrop = time.time()
-    bases = np.concatenate([concept_sets[c].basis for c in ok]
-                           + [pair_sets[p].basis for p in pair_ids])
-    basis_class = np.repeat(np.asarray(ok + [p[0] for p in pair_ids], np.int32), k)
-    hits = cl.search_crops(jit_encode, images, bases, n_crops, geometry,
-                           modes=("all", "exclude", "only"), basis_class=basis_class,
-                           predictions=preds,
-                           batch_size=int(_cfg(config, "crop_batch_size", 256)))
-    crops = {m: cl.extract_crops(images, h, geometry, fill) for m, h in hits.items()}
-    logging.info("concepts: crop search over %d images for %d concepts in %.1fs",
-                 images.shape[0], bases.shape[0], time.time() - tcrop)
-
-  def concept_rows(i: int, mode: str):
-    """Hits and crops of the i-th searched concept set (k rows)."""
-    sl = slice(i * k, (i + 1) * k)
-    return cl.CropHits(*(x[sl] for x in hits[mode])), crops[mode][sl]
-
-  # ---- stitched-image test (Tables 1/2) ----
-  table1, table2 = cl.stitch_summary([], []), cl.stitch_summary([], [])
-  resized = False
-  if ok:
-    tst = time.time()
-    stitched = {}
-    for mode in ("all", "exclude"):
-      top1 = np.stack([concept_rows(i, mode)[1][:, 0] for i in range(len(ok))])
-      stitched[mode], resized = cl.stitched_images(top1, layout, geometry, apply_fn, fill)
-    both = predict_probs(np.concatenate([stitched["all"], stitched["exclude"]]))
-    probs = {"all": both[:len(ok)], "exclude": both[len(ok):]}
-    for i, c in enumerate(ok):
-      row = rows[c]
-      for mode, tag in (("all", "all"), ("exclude", "excl")):
-        missing = int((concept_rows(i, mode)[0].image[:, 0] < 0).sum())
-        p = probs[mode][i]
-        row[f"prob_{tag}"] = float(p[c])
-        row[f"argmax_{tag}"] = int(p.argmax())
-        row[f"predicted_{tag}"] = bool(p.argmax() == c)
-        if missing:
-          row[f"missing_crops_{tag}"] = missing
-    table1 = cl.stitch_summary([rows[c]["prob_all"] for c in ok],
-                               [rows[c]["predicted_all"] for c in ok])
-    table2 = cl.stitch_summary([rows[c]["prob_excl"] for c in ok],
-                               [rows[c]["predicted_excl"] for c in ok])
-    for i, c in enumerate(ok):
-      path = os.path.join(figures_dir, "concepts", f"class_{c:03d}.png")
-      report.save_image_mosaic(
-          path, [list(r) for r in _display(concept_rows(i, "all")[1])],
-          row_labels=[f"concept {j}" for j in range(k)],
-          col_labels=[f"#{j + 1}" for j in range(n_crops)],
-          title=f"{rows[c]['name']} ({c}): {k} concepts x top-{n_crops} crops, {layer}")
-      files.append(path)
-    path = os.path.join(figures_dir, "stitched.png")
-    report.save_image_mosaic(
-        path, [[_display(stitched["all"][i]), _display(stitched["exclude"][i])]
-               for i in range(len(ok))],
-        row_labels=[f"{rows[c]['name']} {rows[c]['prob_all']:.2f}/{rows[c]['prob_excl']:.2f}"
-                    for c in ok],
-        title=f"stitched images ({layout}{', resized' if resized else ''})\nleft: crops "
-              "from all images\nright: from images not\npredicted as the class\n"
-              "p(class) left/right")
-    files.append(path)
-    logging.info("concepts: stitched test and figures in %.1fs", time.time() - tst)
-  n_failed = sum(1 for c in classes if c not in concept_sets)
-  table1["n_failed"] = table2["n_failed"] = n_failed
-  notes = [
-      f"layer {layer} {tuple(layer_shape)}; {len(classes)} classes; images: the "
-      f"{_cfg(config, 'split', 'test')} split ({images.shape[0]} images), up to "
-      f"{n_per_class} predicted per class (labels ignored)",
-      f"attribution: DeepLift + SmoothGrad, {n_samples} samples, std {noise_std}, "
-      f"baseline {baseline}; pixel score order {order}"
-      f"{' (paper)' if order == 'mean_then_relu' else ' (reference code)'}",
-      f"NMF: multiplicative updates, {k} concepts, init {nmf_kw['init']}, max_iter "
-      f"{nmf_kw['max_iter']}, tol {nmf_kw['tol']}",
-      f"crops: pool {geometry.pool}x{geometry.pool} -> grid {geometry.grid_hw}, crop "
-      f"{geometry.crop_hw}; stitched layout '{layout}'"
-      f"{', resized to the input size' if resized else ''}, fill {fill}",
-      "table 1: crops from all images; table 2: crops only from images not predicted as "
-      "the class; statistics over the classes that ran (n_failed did not)",
-  ]
-  files += report.write_tables(
-      os.path.join(results_dir, "stitch_test"),
-      {"per class": [rows[c] for c in classes],
-       "table 1 (crops from all images)": [table1],
-       "table 2 (excluding the class)": [table2]},
-      title="Stitched-image test (Tables 1/2)", notes=notes,
-      extra={"config": _config_json(config), "layer": layer,
-             "geometry": {"pool": geometry.pool, "grid_hw": geometry.grid_hw,
-                          "crop_hw": geometry.crop_hw},
-             "stitch_layout": layout, "resized": resized})
-
-  # ---- contrast concepts for the chosen pairs, bias probe (Table 4) ----
-  bias_rows: list[dict[str, Any]] = []
-  contrast_stitch_rows: list[dict[str, Any]] = []
-  position = _cfg(config, "bias_position", "bottom_right")
-  blank = float(_cfg(config, "bias_blank", 0.0))
-  tpairs = time.time()
-  for a, b in plot_pairs:
-    base_row = {"to_a": a, "from_b": b, "name_a": _name(dataset, a), "name_b": _name(dataset, b)}
-    if (a, b) not in pair_sets:
-      why = pair_fail.get((a, b), "not run")
-      contrast_stitch_rows.append({**base_row, "status": f"failed: {why}"})
-      bias_rows.append({**base_row, "status": f"failed: {why}"})
-      logging.warning("concepts: contrast pair (%d, %d): %s", a, b, why)
-      continue
-    cs = pair_sets[(a, b)]
-    i = len(ok) + pair_ids.index((a, b))
-    ph_all, pc_all = concept_rows(i, "all")
-    ph_only, pc_only = concept_rows(i, "only")
-    path = os.path.join(figures_dir, "contrast", f"{a:03d}_vs_{b:03d}.png")
-    report.save_image_mosaic(
-        path, [list(r) for r in _display(pc_all)],
-        row_labels=[f"concept {j}" for j in range(k)],
-        col_labels=[f"#{j + 1}" for j in range(n_crops)],
-        title=f"why {_name(dataset, a)} rather than {_name(dataset, b)}: {k} contrast "
-              f"concepts, {layer}")
-    files.append(path)
-    st, _ = cl.stitched_images(pc_all[None, :, 0], layout, geometry, apply_fn, fill)
-    p = predict_probs(st)[0]
-    contrast_stitch_rows.append({**base_row, "status": "ok", "nmf_rel_error": cs.rel_error,
-                                 "n_vectors": cs.n_vectors, "prob_a": float(p[a]),
-                                 "prob_b": float(p[b]), "argmax": int(p.argmax())})
-    from_a = ph_only.image[:, 0] >= 0
-    src = np.where(from_a, ph_only.image[:, 0], ph_all.image[:, 0])
-    patches = np.where(from_a[:, None, None, None], pc_only[:, 0], pc_all[:, 0])
-    found = np.flatnonzero(src >= 0)
-    probe = (ct.bias_probe(predict_probs, images[class_idx[b]], patches[found], a, b,
-                           position=position, blank=blank) if found.size else [])
-    probe = dict(zip(found.tolist(), probe))
-    for j in range(k):
-      row = {**base_row, "concept": j, "crop_from_image": int(src[j]),
-             "crop_image_pred": int(preds[src[j]]) if src[j] >= 0 else None,
-             "crop_from_class_a": bool(from_a[j])}
-      if j in probe:
-        row["status"] = "ok"
-        row.update(probe[j])
-      else:
-        row["status"] = "failed: no crop found"
-      bias_rows.append(row)
-  logging.info("concepts: %d contrast pairs (figures, bias probe) in %.1fs",
-               len(plot_pairs), time.time() - tpairs)
-  files += report.write_tables(
-      os.path.join(results_dir, "bias_probe"),
-      {"bias probe (Table 4)": bias_rows,
-       "stitched contrast concepts": contrast_stitch_rows},
-      title="Contrast concepts: bias probe (Table 4) and stitched test",
-      notes=[f"for each chosen pair (A, B): contrast concepts = NMF ({k}) of A's "
-             "activations scaled by max(w.x + b, 0); each concept's top crop taken from an "
-             f"image predicted as A (crop_from_class_a) is pasted at the {position} corner "
-             "of every image predicted as B",
-             "orig / pasted / blank: mean p(A) and p(B) for the original images, with the "
-             f"crop, and with the same square set to {blank}"],
-      extra={"config": _config_json(config), "layer": layer})
-
-  # ---- the shifting test over all ordered pairs (Table 3) ----
-  shift_rows: list[dict[str, Any]] = []
-  shift_bs = int(_cfg(config, "shift_batch_size", 16))
-  ts = time.time()
-  for bi, b in enumerate(classes):
-    others = [a for a in classes if a != b]
-    fail = None
-    if result is None:
-      fail = "fewer than 2 classes with contrast vectors"
-    elif b not in cindex:
-      fail = f"class {b}: " + (rows[b]["status"] if rows[b]["status"] != "ok"
-                               else "no contrast vectors")
-    per_a: dict[int, np.ndarray] = {}
-    if fail is None:
-      h_b = cl.batched_apply(jit_encode, images[class_idx[b]], eval_bs)
-      todo = [a for a in others if a in cindex]
-      dirs = np.stack([pairwise.hyperplane(result, cindex[a], cindex[b])[0] for a in todo])
-      mean_b, arg_b = ct.shifting_stats(jit_head, h_b, dirs, offsets, shift_bs,
-                                        int(_cfg(config, "shift_directions_per_call", 16)))
-      base = _softmax_np(cl.batched_apply(jit_head, h_b, eval_bs)).mean(axis=0)
-      per_a = {a: (mean_b[i], arg_b[i]) for i, a in enumerate(todo)}
-    for a in others:
-      row = {"from_b": b, "to_a": a, "name_b": _name(dataset, b), "name_a": _name(dataset, a)}
-      if fail is not None:
-        row["status"] = f"failed: {fail}"
-      elif a not in per_a:
-        row["status"] = f"failed: class {a}: " + (
-            rows[a]["status"] if rows[a]["status"] != "ok" else "no contrast vectors")
-      else:
-        row["status"] = "ok"
-        row["n_images"] = int(class_idx[b].size)
-        i = pairwise.pair_index(min(cindex[a], cindex[b]), max(cindex[a], cindex[b]),
-                                len(contrast_ok))
-        row["pair_train_acc"] = float(result.accuracy[i])
-        row.update(ct.shift_metrics_from_stats(*per_a[a], base, a, b, offsets))
-      shift_rows.append(row)
-    logging.info("concepts: shifting test from class %d/%d (%s) toward %d classes, %.1fs",
-                 bi + 1, len(classes), _name(dataset, b), len(per_a), time.time() - ts)
-  shift_summary = ct.shift_summary(shift_rows, offsets=offsets)
-  shift_summary["n_failed"] = sum(1 for r in shift_rows if r["status"] != "ok")
-  files += report.write_tables(
-      os.path.join(results_dir, "shift_test"),
-      {"per ordered pair (B -> A)": shift_rows, "table 3": [shift_summary]},
-      title="Shifting test (Table 3)",
-      notes=[f"layer {layer}; activations of images predicted as B shifted by t * w "
-             f"(w: the (A, B) hyperplane normal toward A, raw) at every position, then "
-             f"ReLU; offsets {list(offsets)}; best offset = highest mean p(A)",
-             f"pairwise classifiers: raw pixel vectors with score > {threshold} x image "
-             f"max, zero init, {config.epochs} epochs full-batch SGD lr {config.lr}",
-             "swap_t: A is the argmax of the mean probabilities at the best offset and "
-             "its mean probability > t; flip_rate: fraction of images with argmax A there",
-             "table 3: mean (and std over pairs) of default / shifted p(A); % of pairs "
-             "that swap"],
-      extra={"config": _config_json(config), "layer": layer})
-  logging.info("concepts: shifting test over %d ordered pairs in %.1fs", len(shift_rows),
-               time.time() - ts)
-
-  wall = time.time() - t_start
-  failures = {"classes": {c: rows[c]["status"] for c in classes if rows[c]["status"] != "ok"},
-              "pairs": shift_summary["n_failed"]}
+  run = setup(config, model, variables, dataset)
+  attribution_fn = attribution_fn or cl.default_attribution_fn()
+  preds = predict(run)
+  stage = class_concepts(run, preds, attribution_fn)
+  contrast = train_contrast(run, stage)
+  pair_mats, pair_fails = pair_matrices(run, stage.classes, contrast)
+  classes, pair_sets, nmf_fails = finish_nmf(run, stage, pair_mats)
+  crops = search_crops(run, preds, classes, pair_sets)
+  stitch = stitch_test(run, classes, crops)
+  pairs = contrast_pairs(run, preds, classes, pair_sets, {**pair_fails, **nmf_fails}, crops)
+  shifts = shift_test(run, classes, contrast)
+  outputs = evaluate_results(run, classes, crops, stitch, pairs, shifts)
+  files = write_report(config, workdir, outputs)
+  tables = {t.stem: t.tables for t in outputs if isinstance(t, ev.TableSet)}
+  table1 = tables["stitch_test"]["table 1 (crops from all images)"][0]
+  table2 = tables["stitch_test"]["table 2 (excluding the class)"][0]
+  table3 = tables["shift_test"]["table 3"][0]
+  wall = time.time() - t0
   logging.info("concepts: done in %.1fs; table 1 %s; table 2 %s; table 3 %s", wall,
-               table1, table2, shift_summary)
-  return {"layer": layer, "stitch_test": {"table1": table1, "table2": table2},
-          "shift_test": shift_summary, "bias_probe": bias_rows, "failures": failures,
+               table1, table2, table3)
+  return {"layer": run.split.layer, "stitch_test": {"table1": table1, "table2": table2},
+          "shift_test": table3, "bias_probe": tables["bias_probe"]["bias probe (Table 4)"],
+          "failures": {"classes": {r.cls: r.status for r in classes if r.status != "ok"},
+                       "pairs": table3["n_failed"]},
           "files": files, "wall_s": wall}
-
-
-def _config_json(config) -> Any:
-  if hasattr(config, "to_dict"):
-    d = config.to_dict()
-  else:
-    d = dict(config)
-  return report._to_jsonable(d)  # pylint: disable=protected-access
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -584,17 +674,23 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   else ``config.data``) and runs :func:`run_concepts_evaluation`, writing
   under `workdir`.
 
+  Args:
+    config: a concepts config (configs/concepts.py).
+    workdir: the output folder.
+
+  Returns:
+    :func:`run_concepts_evaluation`'s summary.
+
   Raises:
     FileNotFoundError: no trained classifier there (with the command to train one).
     ValueError: a checkpoint other than "latest" (not supported yet).
   """
-  from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
-  checkpoint = str(_cfg(config, "checkpoint", "latest"))
-  if checkpoint != "latest":
-    raise ValueError(f"checkpoint {checkpoint!r} is not supported; only 'latest' is")
-  clf_dir = _cfg(config, "classifier_workdir") or workdir
+  if str(config.checkpoint) != "latest":
+    raise ValueError(f"checkpoint {str(config.checkpoint)!r} is not supported; only "
+                     "'latest' is")
+  clf_dir = config.classifier_workdir or workdir
   model, variables, clf_config, info = classifier.restore_classifier(clf_dir)
-  data_config = clf_config.data if _cfg(config, "use_classifier_data", True) else config.data
+  data_config = clf_config.data if config.use_classifier_data else config.data
   logging.info("concepts: classifier %s (%s, step %s) from %s; data %s/%s", info.get("arch"),
                info.get("num_classes"), info.get("step"), clf_dir, data_config.dataset,
                data_config.source)

@@ -17,6 +17,7 @@ from jaxconcepts.methods import contrast as ct
 from jaxconcepts.models import classifiers as models
 from jaxconcepts.ops import pairwise
 from jaxconcepts.models import split as split_lib
+from tests.methods.test_concepts import FnSplit
 
 SCALE = 20.0
 C = 4
@@ -24,6 +25,9 @@ C = 4
 
 def toy_head(h):
   return SCALE * jnp.mean(h, axis=(1, 2))
+
+
+TOY = FnSplit(head_fn=toy_head)  # the toy head as a (variable-free) Split
 
 
 def class_activations(cls, n=6, hw=4, seed=0):
@@ -106,7 +110,7 @@ def test_shifting_probs_match_a_direct_loop_over_directions_and_offsets(batch_si
   h = class_activations(1, n=5)
   dirs = np.random.default_rng(0).normal(size=(3, C)).astype(np.float32)
   offsets = (0.0, 0.5, 10.0)
-  probs = ct.shifting_probs(toy_head, h, dirs, offsets, batch_size)
+  probs = ct.shifting_probs(TOY, None, h, dirs, offsets, batch_size)
   assert probs.shape == (3, 3, 5, C)
   for p, w in enumerate(dirs):
     for t_i, t in enumerate(offsets):
@@ -118,8 +122,8 @@ def test_shifting_probs_match_a_direct_loop_over_directions_and_offsets(batch_si
 def test_shifting_stats_agree_with_the_full_probabilities(batch_size, per_call):
   h = class_activations(0, n=5)
   dirs = np.random.default_rng(1).normal(size=(3, C)).astype(np.float32)
-  probs = ct.shifting_probs(toy_head, h, dirs)
-  mean, arg = ct.shifting_stats(toy_head, h, dirs, ct.OFFSETS, batch_size, per_call)
+  probs = ct.shifting_probs(TOY, None, h, dirs)
+  mean, arg = ct.shifting_stats(TOY, None, h, dirs, ct.OFFSETS, batch_size, per_call)
   assert mean.shape == (3, 10, C) and arg.shape == (3, 10, 5)
   np.testing.assert_allclose(mean, probs.mean(axis=2), rtol=1e-5, atol=1e-7)
   np.testing.assert_array_equal(arg, probs.argmax(-1))
@@ -133,7 +137,7 @@ def test_shifting_toward_a_swaps_the_prediction_and_away_does_not():
   a, b = 2, 0
   h = class_activations(b)
   toward = np.eye(C, dtype=np.float32)[a] - np.eye(C, dtype=np.float32)[b]
-  probs = ct.shifting_probs(toy_head, h, np.stack([toward, -toward]))
+  probs = ct.shifting_probs(TOY, None, h, np.stack([toward, -toward]))
   good = ct.shift_metrics(probs[0], a, b)
   assert good["default_pred"] < 0.01 and good["default_pred_b"] > 0.9
   assert good["shifted_pred"] > 0.99 and good["best_offset"] >= 1.0
@@ -184,7 +188,7 @@ def test_shifting_probs_through_a_split_vgg_head():
   h = np.asarray(s.encode(variables, x))
   w = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (1, s.shape((32, 32, 1))[-1])))
   head = lambda h: s.head(variables, h)  # pylint: disable=unnecessary-lambda-assignment
-  probs = ct.shifting_probs(head, h, w, (0.0, 2.0), batch_size=2)
+  probs = ct.shifting_probs(s, variables, h, w, (0.0, 2.0), batch_size=2)
   np.testing.assert_allclose(probs[0, 0], jax.nn.softmax(head(h)), rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(probs[0, 1], jax.nn.softmax(head(jax.nn.relu(h + 2 * w[0]))),
                              rtol=1e-4, atol=1e-6)

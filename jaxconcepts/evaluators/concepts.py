@@ -1,0 +1,479 @@
+"""The concept paper's tables and figures: computed results in, rows out.
+
+The concepts program (`programs/concepts.py`) computes, per class, per chosen
+pair and per ordered pair, the arrays below (`ClassResult`, `StitchResult`,
+`PairResult`, `ShiftResult`). Each unit here turns them into one results file
+(`TableSet`: named tables of rows, with notes) or into figures (`Figure`: rows
+of images with labels):
+
+* :func:`stitch_test`: per-class rows, Table 1 (crops from all images) and
+  Table 2 (excluding the class);
+* :func:`shift_test`: per ordered pair (B -> A) rows and Table 3;
+* :func:`bias_probe`: Table 4 and the stitched test of the contrast concepts;
+* :func:`concept_figures`, :func:`stitched_figure`, :func:`contrast_figures`:
+  the crop figures.
+
+Nothing here runs a model or touches a file. A class or pair that failed keeps
+its row, whose status says why; summaries are over those that ran and count
+the others (``n_failed``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import chex
+import ml_collections
+import numpy as np
+
+from jaxconcepts.methods import concepts as concepts_lib
+from jaxconcepts.methods import contrast as contrast_lib
+from jaxconcepts.methods import crops as crops_lib
+
+Row = dict[str, Any]
+STITCH_MODES = (("all", "all"), ("exclude", "excl"))  # (crop mode, column tag)
+
+
+# ---------------------------------------------------------------------------
+# Results (what the program computes) and outputs (what it writes).
+
+
+class RunInfo(NamedTuple):
+  """The settings every table's notes and titles name.
+
+  Attributes:
+    layer: the canonical tap name.
+    layer_shape: (h, w, c) per image.
+    n_images: images in the split searched and explained.
+    geometry: the crop geometry.
+    layout: the resolved stitch layout.
+    names: a name per class id (the data set's class names or the ids).
+  """
+  layer: str
+  layer_shape: tuple[int, ...]
+  n_images: int
+  geometry: crops_lib.CropGeometry
+  layout: str
+  names: tuple[str, ...]
+
+
+class ClassResult(NamedTuple):
+  """One class after attribution and NMF.
+
+  Attributes:
+    cls: the class id.
+    image_idx: (n,) indices of the images predicted as the class (n may be 0).
+    status: "ok", or "failed: <why>".
+    n_vectors: pixel vectors with a positive score (None: attribution did not
+      run).
+    n_contrast_vectors: pixel vectors kept for contrasting (None: as above).
+    concepts: the NMF concepts (None: not factorised).
+  """
+  cls: int
+  image_idx: np.ndarray
+  status: str
+  n_vectors: int | None = None
+  n_contrast_vectors: int | None = None
+  concepts: concepts_lib.ConceptSet | None = None
+
+  @property
+  def has_contrast(self) -> bool:
+    """Whether the class takes part in contrasting (has contrast vectors)."""
+    return bool(self.n_contrast_vectors)
+
+
+class StitchResult(NamedTuple):
+  """The stitched-image test of the classes with concepts.
+
+  Attributes:
+    classes: the classes that ran, in order (n of them).
+    images: {"all", "exclude"}: (n, H', W', C) stitched images.
+    probs: {"all", "exclude"}: (n, classes) float32 softmax of the model.
+    missing: {"all", "exclude"}: (n,) int, concepts without a top crop.
+    resized: whether the stitched images were resized to the input size.
+  """
+  classes: tuple[int, ...]
+  images: Mapping[str, np.ndarray]
+  probs: Mapping[str, np.ndarray]
+  missing: Mapping[str, np.ndarray]
+  resized: bool
+
+
+class PairResult(NamedTuple):
+  """Contrast concepts of one chosen pair (A, B) and their tests.
+
+  Attributes:
+    a: the class explained (why A ...).
+    b: ... rather than B.
+    status: "ok", or why the pair did not run (without "failed: ").
+    concepts: the contrast concepts (None unless ok).
+    crops: (k, m, ch, cw, C) the concepts' top crops from all images.
+    stitched_probs: (classes,) softmax for their stitched top crops.
+    crop_image: (k,) int, the image of each concept's probe crop (-1: none).
+    crop_image_pred: (k,) the model's prediction for that image (None: none).
+    crop_from_a: (k,) bool, whether that image is predicted as A.
+    probe: (k,) the `contrast.bias_probe` numbers per concept (None: no crop).
+  """
+  a: int
+  b: int
+  status: str
+  concepts: concepts_lib.ConceptSet | None = None
+  crops: np.ndarray | None = None
+  stitched_probs: np.ndarray | None = None
+  crop_image: Sequence[int] = ()
+  crop_image_pred: Sequence[int | None] = ()
+  crop_from_a: Sequence[bool] = ()
+  probe: Sequence[Mapping[str, float] | None] = ()
+
+
+class ShiftResult(NamedTuple):
+  """The shifting test from class B toward each class A it ran for.
+
+  Attributes:
+    b: the images' (predicted) class.
+    targets: the P classes A, in order.
+    mean_probs: (P, T, classes) mean softmax over B's images per offset.
+    argmax: (P, T, N) each image's predicted class per offset.
+    base_mean: (classes,) mean softmax of the unshifted images.
+    train_acc: (P,) training accuracy of each (A, B) pair classifier.
+    n_images: N.
+  """
+  b: int
+  targets: tuple[int, ...]
+  mean_probs: np.ndarray
+  argmax: np.ndarray
+  base_mean: np.ndarray
+  train_acc: np.ndarray
+  n_images: int
+
+
+class TableSet(NamedTuple):
+  """Named tables for one `<stem>.json` / `<stem>.md` pair (`report.write_tables`).
+
+  Attributes:
+    stem: the file name without extension.
+    title: the Markdown heading.
+    tables: {name: rows}, in order.
+    notes: the settings that produced the tables.
+    extra: more JSON fields.
+  """
+  stem: str
+  title: str
+  tables: dict[str, list[Row]]
+  notes: list[str]
+  extra: dict[str, Any]
+
+
+class Figure(NamedTuple):
+  """One image grid for `report.save_image_grid`.
+
+  Attributes:
+    path: the file name under the figures folder.
+    images: rows of images (h, w, C).
+    row_labels: one per row.
+    col_labels: one per column (or None).
+    title: the figure title.
+  """
+  path: str
+  images: list[list[np.ndarray]]
+  row_labels: list[str]
+  col_labels: list[str] | None
+  title: str
+
+
+# ---------------------------------------------------------------------------
+# Tables 1 / 2: the stitched-image test.
+
+
+def class_row(r: ClassResult, names: Sequence[str]) -> Row:
+  """The per-class row up to the NMF: status, images, vectors, NMF error."""
+  row = {"class": r.cls, "name": names[r.cls], "status": r.status,
+         "n_images": int(r.image_idx.size)}
+  if r.n_vectors is not None:
+    row["n_vectors"] = r.n_vectors
+    row["n_contrast_vectors"] = r.n_contrast_vectors
+  if r.concepts is not None:
+    row["nmf_rel_error"] = r.concepts.rel_error
+    row["nmf_iters"] = r.concepts.n_iter
+  return row
+
+
+def stitch_columns(stitch: StitchResult, i: int) -> Row:
+  """The stitched-test columns of the i-th class of `stitch`."""
+  c = stitch.classes[i]
+  row = {}
+  for mode, tag in STITCH_MODES:
+    p = stitch.probs[mode][i]
+    row[f"prob_{tag}"] = float(p[c])
+    row[f"argmax_{tag}"] = int(p.argmax())
+    row[f"predicted_{tag}"] = bool(p.argmax() == c)
+    if stitch.missing[mode][i]:
+      row[f"missing_crops_{tag}"] = int(stitch.missing[mode][i])
+  return row
+
+
+def _stitch_notes(config: ml_collections.ConfigDict, info: RunInfo, n_classes: int,
+                  resized: bool) -> list[str]:
+  g = info.geometry
+  order = config.score_order
+  return [
+      f"layer {info.layer} {tuple(info.layer_shape)}; {n_classes} classes; images: the "
+      f"{config.split} split ({info.n_images} images), up to "
+      f"{int(config.n_images_per_class)} predicted per class (labels ignored)",
+      f"attribution: DeepLift + SmoothGrad, {int(config.n_samples)} samples, std "
+      f"{float(config.noise_std)}, baseline {float(config.baseline)}; pixel score order "
+      f"{order}{' (paper)' if order == 'mean_then_relu' else ' (reference code)'}",
+      f"NMF: multiplicative updates, {int(config.n_concepts)} concepts, init "
+      f"{config.nmf_init}, max_iter {int(config.nmf_max_iter)}, tol {float(config.nmf_tol)}",
+      f"crops: pool {g.pool}x{g.pool} -> grid {g.grid_hw}, crop {g.crop_hw}; stitched "
+      f"layout '{info.layout}'{', resized to the input size' if resized else ''}, fill "
+      f"{float(config.stitch_fill)}",
+      "table 1: crops from all images; table 2: crops only from images not predicted as "
+      "the class; statistics over the classes that ran (n_failed did not)",
+  ]
+
+
+def stitch_test(config: ml_collections.ConfigDict, info: RunInfo,
+                classes: Sequence[ClassResult], stitch: StitchResult | None) -> TableSet:
+  """The stitched-image test: per-class rows, Tables 1 and 2.
+
+  Args:
+    config: the concepts config (for the notes).
+    info: the run's settings.
+    classes: every class of the run, in order.
+    stitch: the test of the classes with concepts (None: no class had any).
+
+  Returns:
+    `stitch_test` tables "per class", "table 1 (crops from all images)" and
+    "table 2 (excluding the class)" (one row each, with n_failed).
+  """
+  rows = {r.cls: class_row(r, info.names) for r in classes}
+  ran = stitch.classes if stitch is not None else ()
+  for i, c in enumerate(ran):
+    rows[c].update(stitch_columns(stitch, i))
+  summaries = []
+  for _, tag in STITCH_MODES:
+    summary = crops_lib.stitch_summary([rows[c][f"prob_{tag}"] for c in ran],
+                                       [rows[c][f"predicted_{tag}"] for c in ran])
+    summary["n_failed"] = sum(1 for r in classes if r.concepts is None)
+    summaries.append(summary)
+  resized = stitch.resized if stitch is not None else False
+  g = info.geometry
+  return TableSet(
+      "stitch_test", "Stitched-image test (Tables 1/2)",
+      {"per class": [rows[r.cls] for r in classes],
+       "table 1 (crops from all images)": [summaries[0]],
+       "table 2 (excluding the class)": [summaries[1]]},
+      _stitch_notes(config, info, len(classes), resized),
+      {"layer": info.layer,
+       "geometry": {"pool": g.pool, "grid_hw": g.grid_hw, "crop_hw": g.crop_hw},
+       "stitch_layout": info.layout, "resized": resized})
+
+
+# ---------------------------------------------------------------------------
+# Table 3: the shifting test.
+
+
+def _class_failure(r: ClassResult) -> str:
+  """Why a class takes no part in contrasting."""
+  return f"class {r.cls}: " + (r.status if r.status != "ok" else "no contrast vectors")
+
+
+def shift_rows(classes: Sequence[ClassResult], shifts: Mapping[int, ShiftResult],
+               offsets: Sequence[float], names: Sequence[str]) -> list[Row]:
+  """One row per ordered pair (B -> A) of distinct classes, B-major.
+
+  Args:
+    classes: every class of the run, in order.
+    shifts: {B: its shifting test} for the classes that ran.
+    offsets: the T offsets.
+    names: a name per class id.
+
+  Returns:
+    Rows with status, n_images, pair_train_acc and
+    `contrast.shift_metrics_from_stats`' numbers (failed rows: status only).
+  """
+  by_class = {r.cls: r for r in classes}
+  n_contrast = sum(r.has_contrast for r in classes)
+  rows = []
+  for rb in classes:
+    b = rb.cls
+    fail = ("fewer than 2 classes with contrast vectors" if n_contrast < 2
+            else None if rb.has_contrast else _class_failure(rb))
+    res = shifts.get(b)
+    for ra in classes:
+      a = ra.cls
+      if a == b:
+        continue
+      row = {"from_b": b, "to_a": a, "name_b": names[b], "name_a": names[a]}
+      if fail is not None:
+        row["status"] = f"failed: {fail}"
+      elif a not in res.targets:
+        row["status"] = f"failed: {_class_failure(by_class[a])}"
+      else:
+        i = res.targets.index(a)
+        row.update(status="ok", n_images=res.n_images,
+                   pair_train_acc=float(res.train_acc[i]))
+        row.update(contrast_lib.shift_metrics_from_stats(
+            res.mean_probs[i], res.argmax[i], res.base_mean, a, b, offsets))
+      rows.append(row)
+  return rows
+
+
+def shift_test(config: ml_collections.ConfigDict, info: RunInfo,
+               classes: Sequence[ClassResult], shifts: Mapping[int, ShiftResult],
+               offsets: Sequence[float]) -> TableSet:
+  """The shifting test: per ordered pair rows and Table 3.
+
+  Args:
+    config: the concepts config (for the notes).
+    info: the run's settings.
+    classes: every class of the run, in order.
+    shifts: {B: its shifting test} for the classes that ran.
+    offsets: the T offsets.
+
+  Returns:
+    `shift_test` tables "per ordered pair (B -> A)" and "table 3" (one row:
+    `contrast.shift_summary` with n_failed).
+  """
+  rows = shift_rows(classes, shifts, offsets, info.names)
+  summary = contrast_lib.shift_summary(rows, offsets=offsets)
+  summary["n_failed"] = sum(1 for r in rows if r["status"] != "ok")
+  notes = [
+      f"layer {info.layer}; activations of images predicted as B shifted by t * w "
+      f"(w: the (A, B) hyperplane normal toward A, raw) at every position, then "
+      f"ReLU; offsets {list(offsets)}; best offset = highest mean p(A)",
+      f"pairwise classifiers: raw pixel vectors with score > "
+      f"{float(config.contrast_threshold)} x image max, zero init, {config.epochs} "
+      f"epochs full-batch SGD lr {config.lr}",
+      "swap_t: A is the argmax of the mean probabilities at the best offset and "
+      "its mean probability > t; flip_rate: fraction of images with argmax A there",
+      "table 3: mean (and std over pairs) of default / shifted p(A); % of pairs "
+      "that swap"]
+  return TableSet("shift_test", "Shifting test (Table 3)",
+                  {"per ordered pair (B -> A)": rows, "table 3": [summary]},
+                  notes, {"layer": info.layer})
+
+
+# ---------------------------------------------------------------------------
+# Table 4: the bias probe, and the stitched contrast concepts.
+
+
+def _pair_rows(p: PairResult, names: Sequence[str]) -> tuple[Row, list[Row]]:
+  """(the stitched contrast row, the k bias probe rows) of one pair."""
+  base = {"to_a": p.a, "from_b": p.b, "name_a": names[p.a], "name_b": names[p.b]}
+  if p.status != "ok":
+    return {**base, "status": f"failed: {p.status}"}, [{**base, "status": f"failed: {p.status}"}]
+  probs = p.stitched_probs
+  stitched = {**base, "status": "ok", "nmf_rel_error": p.concepts.rel_error,
+              "n_vectors": p.concepts.n_vectors, "prob_a": float(probs[p.a]),
+              "prob_b": float(probs[p.b]), "argmax": int(probs.argmax())}
+  rows = []
+  for j, probe in enumerate(p.probe):
+    row = {**base, "concept": j, "crop_from_image": int(p.crop_image[j]),
+           "crop_image_pred": p.crop_image_pred[j],
+           "crop_from_class_a": bool(p.crop_from_a[j])}
+    if probe is not None:
+      row["status"] = "ok"
+      row.update(probe)
+    else:
+      row["status"] = "failed: no crop found"
+    rows.append(row)
+  return stitched, rows
+
+
+def bias_probe(config: ml_collections.ConfigDict, info: RunInfo,
+               pairs: Sequence[PairResult]) -> TableSet:
+  """The bias probe (Table 4) and the stitched test of the contrast concepts.
+
+  Args:
+    config: the concepts config (for the notes).
+    info: the run's settings.
+    pairs: every chosen pair (A, B), in order.
+
+  Returns:
+    `bias_probe` tables "bias probe (Table 4)" (k rows per pair that ran, one
+    per failed pair) and "stitched contrast concepts" (one row per pair).
+  """
+  stitched, probes = [], []
+  for p in pairs:
+    s, rows = _pair_rows(p, info.names)
+    stitched.append(s)
+    probes += rows
+  position, blank = config.bias_position, float(config.bias_blank)
+  notes = [f"for each chosen pair (A, B): contrast concepts = NMF ({int(config.n_concepts)}) "
+           "of A's activations scaled by max(w.x + b, 0); each concept's top crop taken from "
+           f"an image predicted as A (crop_from_class_a) is pasted at the {position} corner "
+           "of every image predicted as B",
+           "orig / pasted / blank: mean p(A) and p(B) for the original images, with the "
+           f"crop, and with the same square set to {blank}"]
+  return TableSet("bias_probe", "Contrast concepts: bias probe (Table 4) and stitched test",
+                  {"bias probe (Table 4)": probes, "stitched contrast concepts": stitched},
+                  notes, {"layer": info.layer})
+
+
+# ---------------------------------------------------------------------------
+# Figures.
+
+
+def _crop_grid(path: str, crops: np.ndarray, title: str) -> Figure:
+  """k concepts x m crops (k, m, ch, cw, C) as a figure, one row per concept."""
+  chex.assert_rank(crops, 5)
+  k, m = crops.shape[:2]
+  return Figure(path, [list(r) for r in crops], [f"concept {j}" for j in range(k)],
+                [f"#{j + 1}" for j in range(m)], title)
+
+
+def concept_figures(info: RunInfo, class_crops: Mapping[int, np.ndarray]) -> list[Figure]:
+  """One figure per class with concepts: its k concepts x top-m crops.
+
+  Args:
+    info: the run's settings.
+    class_crops: {class: (k, m, ch, cw, C) crops from all images}, in order.
+
+  Returns:
+    Figures `concepts/class_XXX.png`.
+  """
+  return [_crop_grid(f"concepts/class_{c:03d}.png", crops,
+                     f"{info.names[c]} ({c}): {crops.shape[0]} concepts x top-"
+                     f"{crops.shape[1]} crops, {info.layer}")
+          for c, crops in class_crops.items()]
+
+
+def stitched_figure(info: RunInfo, stitch: StitchResult) -> Figure:
+  """The stitched images of every class that ran: crops from all / other images.
+
+  Args:
+    info: the run's settings.
+    stitch: the stitched-image test.
+
+  Returns:
+    Figure `stitched.png`, one row per class, labelled with p(class) left/right.
+  """
+  labels = []
+  for i, c in enumerate(stitch.classes):
+    cols = stitch_columns(stitch, i)
+    labels.append(f"{info.names[c]} {cols['prob_all']:.2f}/{cols['prob_excl']:.2f}")
+  return Figure(
+      "stitched.png",
+      [[stitch.images["all"][i], stitch.images["exclude"][i]]
+       for i in range(len(stitch.classes))], labels, None,
+      f"stitched images ({info.layout}{', resized' if stitch.resized else ''})\nleft: "
+      "crops from all images\nright: from images not\npredicted as the class\n"
+      "p(class) left/right")
+
+
+def contrast_figures(info: RunInfo, pairs: Sequence[PairResult]) -> list[Figure]:
+  """One figure per pair that ran: its k contrast concepts x top-m crops.
+
+  Args:
+    info: the run's settings.
+    pairs: the chosen pairs (failed ones are skipped).
+
+  Returns:
+    Figures `contrast/AAA_vs_BBB.png`.
+  """
+  return [_crop_grid(f"contrast/{p.a:03d}_vs_{p.b:03d}.png", p.crops,
+                     f"why {info.names[p.a]} rather than {info.names[p.b]}: "
+                     f"{p.crops.shape[0]} contrast concepts, {info.layer}")
+          for p in pairs if p.status == "ok"]
