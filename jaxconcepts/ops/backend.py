@@ -47,11 +47,18 @@ def name(backend: str | None = None) -> str:
   return backend or jax.default_backend()
 
 
-def _check_impl(kind: str, impl: Any, choices: Sequence[str]) -> str:
-  """`impl` if it is one of `choices`, else ValueError listing them first."""
+def _resolve(kind: str, impl: Any, choices: Sequence[str], fast: str,
+             use_fast: bool) -> str:
+  """`impl`, with "auto" made `fast` if `use_fast`, else "xla".
+
+  Raises:
+    ValueError: `impl` is not one of `choices` (listed first in the message).
+  """
   if impl not in choices:
     raise ValueError(f"{kind} impl must be one of {choices}, got {impl!r}")
-  return impl
+  if impl != "auto":
+    return impl
+  return fast if use_fast else "xla"
 
 
 def conv_impl(impl: str, out_pixels: int, backend: str | None = None) -> str:
@@ -77,12 +84,9 @@ def conv_impl(impl: str, out_pixels: int, backend: str | None = None) -> str:
   Raises:
     ValueError: for an `impl` not in `CONV_IMPLS`.
   """
-  impl = _check_impl("conv", impl, CONV_IMPLS)
-  if impl != "auto":
-    return impl
-  if name(backend) == CPU and out_pixels <= IM2COL_MAX_OUTPUT_PIXELS:
-    return "im2col"
-  return "xla"
+  small = out_pixels <= IM2COL_MAX_OUTPUT_PIXELS
+  return _resolve("conv", impl, CONV_IMPLS, "im2col",
+                  name(backend) == CPU and small)
 
 
 def conv_transpose_impl(impl: str, features: int = SUBPIXEL_MIN_FEATURES,
@@ -98,22 +102,17 @@ def conv_transpose_impl(impl: str, features: int = SUBPIXEL_MIN_FEATURES,
   and XLA is faster. Every other backend: `"xla"`.
 
   Args:
-    impl: `"auto"`, `"xla"` or `"subpixel"`; anything but `"auto"` is returned.
-    features: output channels of the layer.
+    impl: one of `CONV_TRANSPOSE_IMPLS`; an explicit `"xla"` or `"subpixel"`
+      is returned unchanged, on every backend.
+    features: output channels of the layer (the choice is per layer).
     backend: backend name; default `jax.default_backend()`.
 
   Returns:
-    `"subpixel"` or `"xla"`.
-
-  Raises:
-    ValueError: for an `impl` not in `CONV_TRANSPOSE_IMPLS`.
+    `"subpixel"` or `"xla"`; ValueError for any other `impl`.
   """
-  impl = _check_impl("conv transpose", impl, CONV_TRANSPOSE_IMPLS)
-  if impl != "auto":
-    return impl
-  if name(backend) == CPU and features >= SUBPIXEL_MIN_FEATURES:
-    return "subpixel"
-  return "xla"
+  wide = features >= SUBPIXEL_MIN_FEATURES
+  return _resolve("conv transpose", impl, CONV_TRANSPOSE_IMPLS, "subpixel",
+                  name(backend) == CPU and wide)
 
 
 def nmf_transpose_a(transpose_a: bool | None = None,

@@ -70,12 +70,13 @@ per-block device budget.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import chex
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import numpy as np
 
 METRICS_AT = ("final", "last_step")
@@ -106,7 +107,7 @@ def num_pairs(num_classes: int) -> int:
   return num_classes * (num_classes - 1) // 2
 
 
-def pair_index(a, b, num_classes: int):
+def pair_index(a: Any, b: Any, num_classes: int) -> Any:
   """Row of pair ``(a, b)``, ``a < b``, in a :class:`PairwiseResult`.
 
   Works elementwise on integer numpy arrays as well as on Python ints.
@@ -178,8 +179,8 @@ def pad_classes(
   return padded, counts
 
 
-def _check_inputs(vectors, counts, epochs, lr, metrics_at):
-  """Validates and normalises the inputs (host side, before any training)."""
+def _check_options(epochs, lr, metrics_at) -> None:
+  """Validates the training options (host side)."""
   if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)):
     raise TypeError(f"epochs must be an int, got {epochs!r}.")
   if epochs < 1:
@@ -190,28 +191,36 @@ def _check_inputs(vectors, counts, epochs, lr, metrics_at):
     raise ValueError(
         f"metrics_at must be one of {METRICS_AT}, got {metrics_at!r}.")
 
+
+def _as_padded(vectors, counts) -> tuple[np.ndarray, np.ndarray]:
+  """(C, Nmax, D) vectors and (C,) counts from either input form."""
   if isinstance(vectors, (list, tuple)):
     if counts is not None:
       raise ValueError("counts must be None when vectors is a list of "
                        "per-class arrays (the counts are their lengths).")
-    x, counts = pad_classes(vectors)
-  else:
-    x = np.asarray(vectors)
-    if x.ndim != 3:
-      raise ValueError(
-          f"vectors must be (C, Nmax, D) or a list of (n_c, D) arrays, got "
-          f"shape {x.shape}.")
-    if counts is None:
-      counts = np.full((x.shape[0],), x.shape[1], np.int32)
-    counts = np.asarray(counts)
-    if counts.shape != (x.shape[0],):
-      raise ValueError(f"counts must have shape (C,) = ({x.shape[0]},), got "
-                       f"{counts.shape}.")
-    if not np.issubdtype(counts.dtype, np.integer):
-      raise TypeError(f"counts must be integers, got dtype {counts.dtype}.")
-    if (counts > x.shape[1]).any() or (counts < 0).any():
-      raise ValueError(f"counts must lie in [0, Nmax={x.shape[1]}], got "
-                       f"min {counts.min()}, max {counts.max()}.")
+    return pad_classes(vectors)
+  x = np.asarray(vectors)
+  if x.ndim != 3:
+    raise ValueError(
+        f"vectors must be (C, Nmax, D) or a list of (n_c, D) arrays, got "
+        f"shape {x.shape}.")
+  if counts is None:
+    counts = np.full((x.shape[0],), x.shape[1], np.int32)
+  counts = np.asarray(counts)
+  if counts.shape != (x.shape[0],):
+    raise ValueError(f"counts must have shape (C,) = ({x.shape[0]},), got "
+                     f"{counts.shape}.")
+  if not np.issubdtype(counts.dtype, np.integer):
+    raise TypeError(f"counts must be integers, got dtype {counts.dtype}.")
+  if (counts > x.shape[1]).any() or (counts < 0).any():
+    raise ValueError(f"counts must lie in [0, Nmax={x.shape[1]}], got "
+                     f"min {counts.min()}, max {counts.max()}.")
+  return x, counts
+
+
+def _check_vectors(x: np.ndarray, counts: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """Float32 vectors with zeroed padding and int32 counts, all values checked."""
   if not (np.issubdtype(x.dtype, np.floating)
           or np.issubdtype(x.dtype, np.integer)):
     raise TypeError(f"vectors must be real numbers, got dtype {x.dtype}.")
@@ -238,6 +247,12 @@ def _check_inputs(vectors, counts, epochs, lr, metrics_at):
   return x, counts
 
 
+def _check_inputs(vectors, counts, epochs, lr, metrics_at):
+  """Validates and normalises the inputs (host side, before any training)."""
+  _check_options(epochs, lr, metrics_at)
+  return _check_vectors(*_as_padded(vectors, counts))
+
+
 # ---------------------------------------------------------------------------
 # Device code: one block of pairs, all epochs.
 #
@@ -255,7 +270,8 @@ def _check_inputs(vectors, counts, epochs, lr, metrics_at):
 # two batched matmuls per step in which every row's layout is contiguous.
 
 
-def _partner(a, kind):
+def _partner(a: jax.Array, kind: str) -> jax.Array:
+  """The partner entries' values of `a` (R, K, ...) (see the comment above)."""
   if kind == "diag":
     return jnp.swapaxes(a, 0, 1)
   g = a.shape[1]
@@ -271,7 +287,8 @@ def _is_label_one(rows, cols, kind):
   return jnp.broadcast_to(r < cols, (rows, cols))
 
 
-def _row_constraint(a, sharding):
+def _row_constraint(a: jax.Array, sharding: NamedSharding | None) -> jax.Array:
+  """`a` constrained to shard its row axis as `sharding` (None: unchanged)."""
   if sharding is None:
     return a
   return jax.lax.with_sharding_constraint(a, sharding)
@@ -284,6 +301,7 @@ def _logits(x, w, bias, precision):
 
 
 def _sgd_step(x, mask, n_pair, lr, w, bias, *, kind, precision, w_sharding):
+  """One full-batch SGD step of every entry of a block: the new (w, bias)."""
   s = _logits(x, w, bias, precision)
   r = -jax.nn.sigmoid(-s) * mask[:, :, None]        # d(loss sum)/d(logit)
   g = jnp.einsum("rnk,rnd->rkd", r, x, precision=precision)
@@ -350,6 +368,32 @@ def block_bytes(group: int, n_max: int, dim: int, num_devices: int = 1, *,
   return int(4 * floats)
 
 
+def _largest_fitting_group(num_classes: int, n_max: int, dim: int,
+                           num_devices: int, budget: int) -> int:
+  """Largest multiple of the device count whose cross block fits `budget`.
+
+  Then as many groups as needed, as evenly filled as possible (less padding).
+
+  Raises:
+    ValueError: not even one block of `num_devices` classes fits.
+  """
+  group = 0
+  lo, hi = 1, -(-num_classes // num_devices)  # binary search over g / devices
+  while lo <= hi:
+    mid = (lo + hi) // 2
+    if block_bytes(mid * num_devices, n_max, dim, num_devices) <= budget:
+      group, lo = mid * num_devices, mid + 1
+    else:
+      hi = mid - 1
+  if group == 0:
+    need = block_bytes(num_devices, n_max, dim, num_devices)
+    raise ValueError(
+        f"memory_budget_bytes={budget} is too small: one block of "
+        f"{num_devices} classes (Nmax={n_max}, D={dim}) needs about "
+        f"{need} bytes per device.")
+  return -(-num_classes // -(-num_classes // group))
+
+
 def classes_per_block(num_classes: int, n_max: int, dim: int,
                       num_devices: int = 1, *,
                       memory_budget_bytes: int | None = None,
@@ -368,6 +412,9 @@ def classes_per_block(num_classes: int, n_max: int, dim: int,
   Returns:
     g; the C classes form ceil(C / g) groups and ceil(C/g) (ceil(C/g) + 1) / 2
     blocks. g >= C means one block.
+
+  Raises:
+    ValueError: a bad `classes_per_chunk`, or a budget too small for a block.
   """
   budget, group = memory_budget_bytes, classes_per_chunk
   if group is not None:
@@ -377,41 +424,120 @@ def classes_per_block(num_classes: int, n_max: int, dim: int,
           f"classes_per_chunk must be a positive int, got {group!r}.")
     group = min(int(group), num_classes)
   else:
-    if budget is None:
-      budget = _DEFAULT_BUDGET
+    budget = _DEFAULT_BUDGET if budget is None else budget
     if budget <= 0:
       raise ValueError(f"memory_budget_bytes must be positive, got {budget}.")
     c_pad = -(-num_classes // num_devices) * num_devices
     if block_bytes(c_pad, n_max, dim, num_devices, cross=False) <= budget:
       group = num_classes
     else:
-      group = 0
-      # Largest multiple of the device count that fits.
-      lo, hi = 1, c_pad // num_devices
-      while lo <= hi:
-        mid = (lo + hi) // 2
-        if block_bytes(mid * num_devices, n_max, dim, num_devices) <= budget:
-          group, lo = mid * num_devices, mid + 1
-        else:
-          hi = mid - 1
-      if group == 0:
-        need = block_bytes(num_devices, n_max, dim, num_devices)
-        raise ValueError(
-            f"memory_budget_bytes={budget} is too small: one block of "
-            f"{num_devices} classes (Nmax={n_max}, D={dim}) needs about "
-            f"{need} bytes per device.")
-      # As many groups as needed, as evenly filled as possible (less padding).
-      group = -(-num_classes // -(-num_classes // group))
+      group = _largest_fitting_group(num_classes, n_max, dim, num_devices,
+                                     budget)
   return -(-group // num_devices) * num_devices
 
 
 def _default_mesh() -> Mesh:
+  """A 1-D mesh ("pairs") of all devices."""
   return Mesh(np.array(jax.devices()), ("pairs",))
 
 
+def _precision(precision: str) -> jax.lax.Precision:
+  """`precision` as a `jax.lax.Precision`, or ValueError naming the choices."""
+  try:
+    return jax.lax.Precision(precision)
+  except ValueError as e:
+    raise ValueError(f"precision must be 'highest', 'high' or 'default', got "
+                     f"{precision!r}.") from e
+
+
+def _group_data(x: np.ndarray, counts: np.ndarray, k: int, group: int
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+  """Vectors and counts of group k, padded with empty classes (host).
+
+  Returns (g, Nmax, D) vectors, (g,) counts and the number of real classes.
+  """
+  num_classes, n_max, dim = x.shape
+  idx = np.arange(k * group, (k + 1) * group)
+  real = idx < num_classes
+  if real.all() and group == num_classes:  # one group, no padding: no copy
+    return x, counts, num_classes
+  xg = np.zeros((group, n_max, dim), np.float32)
+  xg[real] = x[idx[real]]
+  cnt = np.zeros((group,), np.int32)
+  cnt[real] = counts[idx[real]]
+  return xg, cnt, int(real.sum())
+
+
+def _device_data(xr, cr, ci, cj, rows: NamedSharding):
+  """Rows' vectors and masks, pair sizes n_a + n_b (>= 1), on the mesh.
+
+  xr: (R, Nmax, D) vectors of the block's rows, cr: (R,) their counts; ci, cj:
+  counts of the pair columns' first and second classes (a cross block has
+  R = len(ci) + len(cj) rows, whose pair sizes are n and n.T).
+  """
+  n_max = xr.shape[1]
+  mask = (np.arange(n_max)[None, :] < cr[:, None]).astype(np.float32)
+  n = (ci[:, None] + cj[None, :]).astype(np.float32)
+  if len(cr) > len(ci):  # cross block: rows I then J, partner sizes
+    n = np.concatenate([n, n.T])
+  return (jax.device_put(xr, rows), jax.device_put(mask, rows),
+          jax.device_put(np.maximum(n, 1.0), rows))
+
+
+class _Outputs:
+  """Host arrays for all P pairs, filled block by block."""
+
+  def __init__(self, num_classes: int, dim: int):
+    p = num_pairs(num_classes)
+    self.num_classes = num_classes
+    self.w = np.empty((p, dim), np.float32)
+    self.b = np.empty((p,), np.float32)
+    self.acc = np.empty((p,), np.float32)
+    self.loss = np.empty((p,), np.float32)
+
+  def store(self, ia, ib, a0, b0, w, bias, loss, acc) -> None:
+    """Writes local block entries (ia, ib) for global classes a0+ia, b0+ib."""
+    rows = pair_index(a0 + ia, b0 + ib, self.num_classes)
+    self.w[rows] = np.asarray(w)[ia, ib]
+    self.b[rows] = np.asarray(bias)[ia, ib]
+    self.loss[rows] = np.asarray(loss)[ia, ib]
+    self.acc[rows] = np.asarray(acc)[ia, ib]
+
+  def result(self) -> PairwiseResult:
+    """The filled arrays with the pairs in ``np.triu_indices`` order."""
+    c = self.num_classes
+    pairs = np.stack(np.triu_indices(c, 1), axis=1).astype(np.int32)
+    return PairwiseResult(pairs=pairs, weights=self.w, biases=self.b,
+                          accuracy=self.acc, loss=self.loss, num_classes=c)
+
+
+def _train_blocks(x, counts, group: int, rows: NamedSharding, lr: jax.Array,
+                  **common) -> _Outputs:
+  """Trains every block (diagonal, then cross with each later group)."""
+  num_classes = x.shape[0]
+  num_groups = -(-num_classes // group)
+  out = _Outputs(num_classes, x.shape[2])
+  for k in range(num_groups):
+    xk, ck, rk = _group_data(x, counts, k, group)
+    res = _train_block(*_device_data(xk, ck, ck, ck, rows), lr, kind="diag",
+                       **common)
+    ia, ib = np.triu_indices(rk, 1)
+    out.store(ia, ib, k * group, k * group, *res)
+    del res
+    for l in range(k + 1, num_groups):
+      xl, cl, rl = _group_data(x, counts, l, group)
+      both = _device_data(np.concatenate([xk, xl]), np.concatenate([ck, cl]),
+                          ck, cl, rows)
+      res = _train_block(*both, lr, kind="cross", **common)
+      ia, ib = np.meshgrid(np.arange(rk), np.arange(rl), indexing="ij")
+      out.store(ia.ravel(), ib.ravel(), k * group, l * group, *res)
+      del res, both, xl
+  return out
+
+
 def train_pairwise(
-    vectors,
-    counts=None,
+    vectors: ArrayLike | Sequence[ArrayLike],
+    counts: ArrayLike | None = None,
     *,
     epochs: int = 100,
     lr: float = 0.01,
@@ -423,12 +549,10 @@ def train_pairwise(
 ) -> PairwiseResult:
   """Trains a logistic classifier for every unordered pair of classes.
 
-  The protocol of the reference code, for each pair ``(a, b)``, ``a < b``:
-  ``w`` (D,) and a scalar bias, initialised to zero; labels 1 for class ``a``
-  and 0 for class ``b``; loss = binary cross-entropy with logits averaged over
-  the ``n_a + n_b`` vectors (no class balancing); ``epochs`` full-batch plain
-  SGD steps with learning rate ``lr``. See the module docstring for the
-  grouped-matmul computation, chunking and sharding.
+  The reference protocol for each pair ``(a, b)``, ``a < b`` (zero init,
+  label 1 = class ``a``, mean BCE over the ``n_a + n_b`` vectors, ``epochs``
+  full-batch SGD steps); see the module docstring, also for the grouped
+  matmuls, chunking and sharding.
 
   Args:
     vectors: (C, Nmax, D) array, class ``c``'s vectors in rows
@@ -464,75 +588,13 @@ def train_pairwise(
   x, counts = _check_inputs(vectors, counts, epochs, lr, metrics_at)
   num_classes, n_max, dim = x.shape
   chex.assert_shape(counts, (num_classes,))
-  try:
-    precision = jax.lax.Precision(precision)
-  except ValueError as e:
-    raise ValueError(f"precision must be 'highest', 'high' or 'default', got "
-                     f"{precision!r}.") from e
+  precision = _precision(precision)
   mesh = _default_mesh() if mesh is None else mesh
-  num_devices = mesh.size
-  group = classes_per_block(num_classes, n_max, dim, num_devices,
+  group = classes_per_block(num_classes, n_max, dim, mesh.size,
                             memory_budget_bytes=memory_budget_bytes,
                             classes_per_chunk=classes_per_chunk)
-  num_groups = -(-num_classes // group)
-
-  row_spec = PartitionSpec(tuple(mesh.axis_names))
-  rows = NamedSharding(mesh, row_spec)
-  common = dict(epochs=int(epochs), metrics_at=metrics_at, precision=precision,
-                w_sharding=rows)
-  lr_arr = jnp.float32(lr)
-
-  def group_data(k):
-    """Vectors and counts of group k, padded with empty classes (host)."""
-    idx = np.arange(k * group, (k + 1) * group)
-    real = idx < num_classes
-    if real.all() and group == num_classes:  # one group, no padding: no copy
-      return x, counts, num_classes
-    xg = np.zeros((group, n_max, dim), np.float32)
-    xg[real] = x[idx[real]]
-    cnt = np.zeros((group,), np.int32)
-    cnt[real] = counts[idx[real]]
-    return xg, cnt, int(real.sum())
-
-  def device_data(xr, cr, ci, cj):
-    """Rows' vectors and masks, pair sizes n_a + n_b (>= 1), on the mesh."""
-    mask = (np.arange(n_max)[None, :] < cr[:, None]).astype(np.float32)
-    n = (ci[:, None] + cj[None, :]).astype(np.float32)
-    if len(cr) > len(ci):  # cross block: rows I then J, partner sizes
-      n = np.concatenate([n, n.T])
-    return (jax.device_put(xr, rows), jax.device_put(mask, rows),
-            jax.device_put(np.maximum(n, 1.0), rows), lr_arr)
-
-  p = num_pairs(num_classes)
-  out_w = np.empty((p, dim), np.float32)
-  out_b = np.empty((p,), np.float32)
-  out_acc = np.empty((p,), np.float32)
-  out_loss = np.empty((p,), np.float32)
-
-  def store(ia, ib, a0, b0, w, bias, loss, acc):
-    """Writes local block entries (ia, ib) for global classes a0+ia, b0+ib."""
-    rows_ = pair_index(a0 + ia, b0 + ib, num_classes)
-    out_w[rows_] = np.asarray(w)[ia, ib]
-    out_b[rows_] = np.asarray(bias)[ia, ib]
-    out_loss[rows_] = np.asarray(loss)[ia, ib]
-    out_acc[rows_] = np.asarray(acc)[ia, ib]
-
-  for k in range(num_groups):
-    xk, ck, rk = group_data(k)
-    res = _train_block(*device_data(xk, ck, ck, ck), kind="diag", **common)
-    ia, ib = np.triu_indices(rk, 1)
-    store(ia, ib, k * group, k * group, *res)
-    del res
-    for l in range(k + 1, num_groups):
-      xl, cl, rl = group_data(l)
-      both = device_data(np.concatenate([xk, xl]), np.concatenate([ck, cl]),
-                         ck, cl)
-      res = _train_block(*both, kind="cross", **common)
-      ia, ib = np.meshgrid(np.arange(rk), np.arange(rl), indexing="ij")
-      store(ia.ravel(), ib.ravel(), k * group, l * group, *res)
-      del res, both, xl
-
-  pairs = np.stack(np.triu_indices(num_classes, 1), axis=1).astype(np.int32)
-  return PairwiseResult(pairs=pairs, weights=out_w, biases=out_b,
-                        accuracy=out_acc, loss=out_loss,
-                        num_classes=num_classes)
+  rows = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
+  out = _train_blocks(x, counts, group, rows, jnp.float32(lr),
+                      epochs=int(epochs), metrics_at=metrics_at,
+                      precision=precision, w_sharding=rows)
+  return out.result()
