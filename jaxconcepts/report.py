@@ -11,6 +11,10 @@ Images go to PNG through one writer, :func:`save_image_grid`, in two styles:
 one axes per cell (``"axes"``: each cell keeps its own aspect and the labels
 sit on the cells) or one tiled image (``"mosaic"``: a single `imshow`, which
 stays fast for figures of dozens of crops).
+
+Evaluators return their outputs as values, `TableSet` (named tables for one
+file pair) and `Figure` (one image grid); :func:`write_outputs` writes a list
+of them under a program's workdir, in order.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -26,6 +30,8 @@ from jaxconcepts.utils import check_choice
 from jaxconcepts.utils import write_text_atomic
 
 GRID_STYLES = ("axes", "mosaic")
+RESULTS_DIR = "results"
+FIGURES_DIR = "figures"
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -336,3 +342,72 @@ def save_image_mosaic(path: str, images: Any, **kwargs: Any) -> str:
   Kept while callers move to `save_image_grid`; see it for the arguments.
   """
   return save_image_grid(path, images, style="mosaic", **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Evaluator outputs.
+
+
+class TableSet(NamedTuple):
+  """Named tables for one `<stem>.json` / `<stem>.md` pair (:func:`write_tables`).
+
+  Attributes:
+    stem: the file name without extension.
+    title: the Markdown heading.
+    tables: {name: rows}, in order; rows are dicts.
+    notes: the settings that produced the tables.
+    extra: more JSON fields.
+  """
+  stem: str
+  title: str
+  tables: dict[str, list[dict[str, Any]]]
+  notes: list[str]
+  extra: dict[str, Any]
+
+
+class Figure(NamedTuple):
+  """One image grid for :func:`save_image_grid`.
+
+  Attributes:
+    path: the file name under the figures folder, e.g. "concepts/class_003.png".
+    images: rows of images, each (h, w, C) float in [0, 1].
+    row_labels: one per row.
+    col_labels: one per column (or None).
+    title: the figure title.
+  """
+  path: str
+  images: list[list[np.ndarray]]
+  row_labels: list[str]
+  col_labels: list[str] | None
+  title: str
+
+
+def write_outputs(workdir: str, outputs: Sequence[TableSet | Figure], *,
+                  extra: Mapping[str, Any] | None = None, style: str = "mosaic") -> list[str]:
+  """Writes tables under workdir/results and figures under workdir/figures.
+
+  Both folders are created even when there is nothing to put in one.
+
+  Args:
+    workdir: the program's output folder.
+    outputs: tables and figures, written in this order.
+    extra: JSON fields put first in every table file (e.g. {"config": ...}).
+    style: the figures' `save_image_grid` style.
+
+  Returns:
+    The paths written, in order (two per table set, one per figure).
+  """
+  results_dir = os.path.join(workdir, RESULTS_DIR)
+  figures_dir = os.path.join(workdir, FIGURES_DIR)
+  os.makedirs(results_dir, exist_ok=True)
+  os.makedirs(figures_dir, exist_ok=True)
+  files = []
+  for out in outputs:
+    if isinstance(out, Figure):
+      files.append(save_image_grid(
+          os.path.join(figures_dir, out.path), out.images, row_labels=out.row_labels,
+          col_labels=out.col_labels, title=out.title, style=style))
+    else:
+      files += write_tables(os.path.join(results_dir, out.stem), out.tables, title=out.title,
+                            notes=out.notes, extra={**(extra or {}), **out.extra})
+  return files

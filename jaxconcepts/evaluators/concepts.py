@@ -3,7 +3,7 @@
 The concepts program (`programs/concepts.py`) computes, per class, per chosen
 pair and per ordered pair, the arrays below (`ClassResult`, `StitchResult`,
 `PairResult`, `ShiftResult`). Each unit here turns them into one results file
-(`TableSet`: named tables of rows, with notes) or into figures (`Figure`: rows
+(`report.TableSet`: named tables of rows, with notes) or into figures (`Figure`: rows
 of images with labels):
 
 * :func:`stitch_test`: per-class rows, Table 1 (crops from all images) and
@@ -26,6 +26,7 @@ import chex
 import ml_collections
 import numpy as np
 
+from jaxconcepts import report
 from jaxconcepts.methods import concepts as concepts_lib
 from jaxconcepts.methods import contrast as contrast_lib
 from jaxconcepts.methods import crops as crops_lib
@@ -147,40 +148,6 @@ class ShiftResult(NamedTuple):
   n_images: int
 
 
-class TableSet(NamedTuple):
-  """Named tables for one `<stem>.json` / `<stem>.md` pair (`report.write_tables`).
-
-  Attributes:
-    stem: the file name without extension.
-    title: the Markdown heading.
-    tables: {name: rows}, in order.
-    notes: the settings that produced the tables.
-    extra: more JSON fields.
-  """
-  stem: str
-  title: str
-  tables: dict[str, list[Row]]
-  notes: list[str]
-  extra: dict[str, Any]
-
-
-class Figure(NamedTuple):
-  """One image grid for `report.save_image_grid`.
-
-  Attributes:
-    path: the file name under the figures folder.
-    images: rows of images (h, w, C).
-    row_labels: one per row.
-    col_labels: one per column (or None).
-    title: the figure title.
-  """
-  path: str
-  images: list[list[np.ndarray]]
-  row_labels: list[str]
-  col_labels: list[str] | None
-  title: str
-
-
 # ---------------------------------------------------------------------------
 # Tables 1 / 2: the stitched-image test.
 
@@ -234,7 +201,7 @@ def _stitch_notes(config: ml_collections.ConfigDict, info: RunInfo, n_classes: i
 
 
 def stitch_test(config: ml_collections.ConfigDict, info: RunInfo,
-                classes: Sequence[ClassResult], stitch: StitchResult | None) -> TableSet:
+                classes: Sequence[ClassResult], stitch: StitchResult | None) -> report.TableSet:
   """The stitched-image test: per-class rows, Tables 1 and 2.
 
   Args:
@@ -259,7 +226,7 @@ def stitch_test(config: ml_collections.ConfigDict, info: RunInfo,
     summaries.append(summary)
   resized = stitch.resized if stitch is not None else False
   g = info.geometry
-  return TableSet(
+  return report.TableSet(
       "stitch_test", "Stitched-image test (Tables 1/2)",
       {"per class": [rows[r.cls] for r in classes],
        "table 1 (crops from all images)": [summaries[0]],
@@ -322,7 +289,7 @@ def shift_rows(classes: Sequence[ClassResult], shifts: Mapping[int, ShiftResult]
 
 def shift_test(config: ml_collections.ConfigDict, info: RunInfo,
                classes: Sequence[ClassResult], shifts: Mapping[int, ShiftResult],
-               offsets: Sequence[float]) -> TableSet:
+               offsets: Sequence[float]) -> report.TableSet:
   """The shifting test: per ordered pair rows and Table 3.
 
   Args:
@@ -350,7 +317,7 @@ def shift_test(config: ml_collections.ConfigDict, info: RunInfo,
       "its mean probability > t; flip_rate: fraction of images with argmax A there",
       "table 3: mean (and std over pairs) of default / shifted p(A); % of pairs "
       "that swap"]
-  return TableSet("shift_test", "Shifting test (Table 3)",
+  return report.TableSet("shift_test", "Shifting test (Table 3)",
                   {"per ordered pair (B -> A)": rows, "table 3": [summary]},
                   notes, {"layer": info.layer})
 
@@ -383,7 +350,7 @@ def _pair_rows(p: PairResult, names: Sequence[str]) -> tuple[Row, list[Row]]:
 
 
 def bias_probe(config: ml_collections.ConfigDict, info: RunInfo,
-               pairs: Sequence[PairResult]) -> TableSet:
+               pairs: Sequence[PairResult]) -> report.TableSet:
   """The bias probe (Table 4) and the stitched test of the contrast concepts.
 
   Args:
@@ -407,7 +374,7 @@ def bias_probe(config: ml_collections.ConfigDict, info: RunInfo,
            "of every image predicted as B",
            "orig / pasted / blank: mean p(A) and p(B) for the original images, with the "
            f"crop, and with the same square set to {blank}"]
-  return TableSet("bias_probe", "Contrast concepts: bias probe (Table 4) and stitched test",
+  return report.TableSet("bias_probe", "Contrast concepts: bias probe (Table 4) and stitched test",
                   {"bias probe (Table 4)": probes, "stitched contrast concepts": stitched},
                   notes, {"layer": info.layer})
 
@@ -416,15 +383,15 @@ def bias_probe(config: ml_collections.ConfigDict, info: RunInfo,
 # Figures.
 
 
-def _crop_grid(path: str, crops: np.ndarray, title: str) -> Figure:
+def _crop_grid(path: str, crops: np.ndarray, title: str) -> report.Figure:
   """k concepts x m crops (k, m, ch, cw, C) as a figure, one row per concept."""
   chex.assert_rank(crops, 5)
   k, m = crops.shape[:2]
-  return Figure(path, [list(r) for r in crops], [f"concept {j}" for j in range(k)],
+  return report.Figure(path, [list(r) for r in crops], [f"concept {j}" for j in range(k)],
                 [f"#{j + 1}" for j in range(m)], title)
 
 
-def concept_figures(info: RunInfo, class_crops: Mapping[int, np.ndarray]) -> list[Figure]:
+def concept_figures(info: RunInfo, class_crops: Mapping[int, np.ndarray]) -> list[report.Figure]:
   """One figure per class with concepts: its k concepts x top-m crops.
 
   Args:
@@ -440,7 +407,7 @@ def concept_figures(info: RunInfo, class_crops: Mapping[int, np.ndarray]) -> lis
           for c, crops in class_crops.items()]
 
 
-def stitched_figure(info: RunInfo, stitch: StitchResult) -> Figure:
+def stitched_figure(info: RunInfo, stitch: StitchResult) -> report.Figure:
   """The stitched images of every class that ran: crops from all / other images.
 
   Args:
@@ -454,7 +421,7 @@ def stitched_figure(info: RunInfo, stitch: StitchResult) -> Figure:
   for i, c in enumerate(stitch.classes):
     cols = stitch_columns(stitch, i)
     labels.append(f"{info.names[c]} {cols['prob_all']:.2f}/{cols['prob_excl']:.2f}")
-  return Figure(
+  return report.Figure(
       "stitched.png",
       [[stitch.images["all"][i], stitch.images["exclude"][i]]
        for i in range(len(stitch.classes))], labels, None,
@@ -463,7 +430,7 @@ def stitched_figure(info: RunInfo, stitch: StitchResult) -> Figure:
       "p(class) left/right")
 
 
-def contrast_figures(info: RunInfo, pairs: Sequence[PairResult]) -> list[Figure]:
+def contrast_figures(info: RunInfo, pairs: Sequence[PairResult]) -> list[report.Figure]:
   """One figure per pair that ran: its k contrast concepts x top-m crops.
 
   Args:

@@ -31,8 +31,9 @@ new checkpoint of the same architecture reuses the compilations.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Hashable, Mapping, NamedTuple, Sequence
 
+from absl import logging
 import chex
 import flax.linen as nn
 import jax
@@ -299,6 +300,51 @@ def extract_concepts_batched(matrices: Sequence[Any], n_components: int = 6, *,
   h = np.asarray(res.h)
   return [ConceptSet(h[b], float(res.rel_error[b]), n_vecs[b], int(res.n_iter[b]))
           for b in range(len(mats))]
+
+
+# Errors of NMF's input checks: the matrix cannot be factorised (NaN, negative
+# values, fewer vectors than concepts), the others can.
+NMF_ERRORS = (ValueError, TypeError)
+
+
+def extract_concepts_each(matrices: Mapping[Hashable, Any], n_components: int = 6, *,
+                          names: Mapping[Hashable, str], key: Any = 0,
+                          fallback_key: Any = 0, init: str = "nndsvda", max_iter: int = 200,
+                          tol: float = 1e-4) -> dict[Hashable, ConceptSet | str]:
+  """Concepts of each matrix: one batched NMF, one by one if the batch fails.
+
+  The batch fails as a whole when one matrix cannot be factorised; then each
+  matrix is factorised alone (key `fallback_key`) and the ones that fail get
+  the error's text, so the caller can mark them as failed and go on.
+
+  Args:
+    matrices: {id: (m, c) non-negative matrix}, same c, in order.
+    n_components: k.
+    names: {id: name} for errors, e.g. "class 3".
+    key: the batched NMF's key (:func:`extract_concepts_batched`).
+    fallback_key: the key of each NMF alone (:func:`extract_concepts`).
+    init, max_iter, tol: as `nmf.nmf`.
+
+  Returns:
+    {id: ConceptSet, or "NMF error: <type>: <message>"}, in the order of
+    `matrices`.
+  """
+  ids = list(matrices)
+  kw = dict(init=init, max_iter=max_iter, tol=tol)
+  try:
+    return dict(zip(ids, extract_concepts_batched(
+        [matrices[i] for i in ids], n_components, key=key, names=[names[i] for i in ids],
+        **kw)))
+  except NMF_ERRORS:
+    logging.exception("batched NMF failed; factorising one by one")
+  out = {}
+  for i in ids:
+    try:
+      out[i] = extract_concepts(matrices[i], n_components, key=fallback_key, what=names[i],
+                                **kw)
+    except NMF_ERRORS as e:
+      out[i] = f"NMF error: {type(e).__name__}: {e}"
+  return out
 
 
 # ---------------------------------------------------------------------------

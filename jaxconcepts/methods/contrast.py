@@ -48,7 +48,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import chex
 import jax
@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconcepts.methods import concepts as concepts_lib
+from jaxconcepts.methods.crops import CropHits
 from jaxconcepts.models import split as split_lib
 from jaxconcepts.ops import pairwise
 from jaxconcepts.utils import check_choice
@@ -117,6 +118,27 @@ def train_contrast(vectors: Sequence[np.ndarray], *, epochs: int = 100,
       first; see `pairwise.train_pairwise` for the rest.
   """
   return pairwise.train_pairwise(list(vectors), epochs=epochs, lr=lr, **kwargs)
+
+
+class ClassPairs(NamedTuple):
+  """The pairwise classifiers of some classes, addressed by class id.
+
+  Attributes:
+    result: `train_contrast` of the classes' vectors, in the order of
+      `classes`.
+    classes: the class ids.
+  """
+  result: pairwise.PairwiseResult
+  classes: tuple[int, ...]
+
+  def hyperplane(self, a: int, b: int) -> tuple[np.ndarray, float]:
+    """(w (c,), bias) of the (A, B) classifier, oriented toward A."""
+    return pairwise.hyperplane(self.result, self.classes.index(a), self.classes.index(b))
+
+  def train_acc(self, a: int, b: int) -> float:
+    """Training accuracy of the classifier of the unordered pair {A, B}."""
+    i, j = sorted((self.classes.index(a), self.classes.index(b)))
+    return float(self.result.accuracy[pairwise.pair_index(i, j, len(self.classes))])
 
 
 def hyperplane_scores(activations: jax.Array, w: jax.Array, b: float) -> jax.Array:
@@ -386,6 +408,29 @@ def paste(images: np.ndarray, patch: np.ndarray,
   q = big_w - pw if position.endswith("right") else 0
   images[:, r:r + ph, q:q + pw] = patch
   return images
+
+
+def probe_crops(all_hits: CropHits, all_crops: np.ndarray, only_hits: CropHits,
+                only_crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Each contrast concept's crop for the bias probe.
+
+  The top crop from an image predicted as A (mode "only" of the search) if
+  there is one, else the top crop from any image (mode "all").
+
+  Args:
+    all_hits: (k, m) hits over all images.
+    all_crops: (k, m, ch, cw, C) their crops.
+    only_hits: (k, m) hits over the images predicted as A.
+    only_crops: (k, m, ch, cw, C) their crops.
+
+  Returns:
+    (image (k,) int -- the crop's image, -1: none; from_a (k,) bool;
+    patches (k, ch, cw, C) float32).
+  """
+  from_a = only_hits.image[:, 0] >= 0
+  image = np.where(from_a, only_hits.image[:, 0], all_hits.image[:, 0])
+  patches = np.where(from_a[:, None, None, None], only_crops[:, 0], all_crops[:, 0])
+  return image, from_a, patches
 
 
 def bias_probe(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,

@@ -58,7 +58,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Hashable, Mapping, NamedTuple, Sequence
 
 import chex
 import flax
@@ -327,6 +327,48 @@ def search_crops(split: split_lib.Split, variables: Any, images: np.ndarray,
                          np.arange(bs) < k, pred, np.int32(start))
   return {mode: _hits_from_state(*state[mode], geometry.grid_hw, n_crops)
           for mode in modes}
+
+
+class ConceptCrops(NamedTuple):
+  """The top crops of one concept set (a class or a pair), per crop mode.
+
+  Attributes:
+    hits: {mode: CropHits with (k, m) fields}.
+    crops: {mode: (k, m, ch, cw, C) float32 crops}.
+  """
+  hits: dict[str, CropHits]
+  crops: dict[str, np.ndarray]
+
+
+def search_concept_crops(split: split_lib.Split, variables: Any, images: np.ndarray,
+                         sets: Mapping[Hashable, tuple[np.ndarray, int]], n_crops: int,
+                         geometry: CropGeometry, *, predictions: np.ndarray,
+                         fill: float = 0.0, batch_size: int = 256
+                         ) -> dict[Hashable, ConceptCrops]:
+  """Crops of several concept sets in every mode, from one :func:`search_crops`.
+
+  Args:
+    split, variables, images, n_crops, geometry, batch_size: as
+      :func:`search_crops`.
+    sets: {id: (basis (k, c), class)}, k the same for all; the class is the
+      one the exclude / only modes refer to.
+    predictions: (N,) int model predictions.
+    fill: value of crops for "none found" entries.
+
+  Returns:
+    {id: ConceptCrops} for the modes all, exclude and only.
+  """
+  ids = list(sets)
+  bases = np.concatenate([np.asarray(sets[i][0], np.float32) for i in ids])
+  k = bases.shape[0] // len(ids)
+  basis_class = np.repeat(np.asarray([sets[i][1] for i in ids], np.int32), k)
+  hits = search_crops(split, variables, images, bases, n_crops, geometry, modes=CROP_MODES,
+                      basis_class=basis_class, predictions=predictions,
+                      batch_size=batch_size)
+  crops = {m: extract_crops(images, h, geometry, fill) for m, h in hits.items()}
+  rows = {i: slice(j * k, (j + 1) * k) for j, i in enumerate(ids)}
+  return {i: ConceptCrops({m: h.select(sl) for m, h in hits.items()},
+                          {m: c[sl] for m, c in crops.items()}) for i, sl in rows.items()}
 
 
 def extract_crops(images: np.ndarray, hits: CropHits, geometry: CropGeometry,

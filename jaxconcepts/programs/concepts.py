@@ -1,50 +1,38 @@
 """The concept paper's whole evaluation for one classifier and one layer.
 
-`run_concepts_evaluation(config, workdir, model, variables, dataset)` runs, on
+`run_concepts_evaluation(config, workdir, model, variables, dataset)` runs on
 the split ``config.split`` of `dataset` (default: test, images unseen in
-training, as the paper's validation set), these stages; data flows one way,
-compute (`methods`) -> results -> rows (`evaluators.concepts`) -> files
-(`report`):
+training) a list of stages; data flows one way: compute (`methods`) ->
+results -> rows (`evaluators.concepts`) -> files (`report`).
 
 1. :func:`setup`: every configuration check, before anything long;
-2. :func:`predict`: the model's argmax for every image (labels are ignored);
-3. :func:`class_concepts`: per class, the images predicted as the class (up to
-   ``n_images_per_class``), DeepLift + SmoothGrad at the layer, the
-   score-scaled pixel vectors (factorised by one batched NMF per
-   ``class_chunk`` classes) and the raw pixel vectors above
-   ``contrast_threshold`` x max (for contrasting);
-4. :func:`train_contrast`: pairwise classifiers for all pairs of classes (one
-   `train_pairwise` call);
-5. :func:`pair_matrices` and :func:`finish_nmf`: the contrast matrices of
-   ``pairs_to_plot`` (ordered (A, B)), factorised together with the classes
-   left over from step 3;
-6. :func:`search_crops`: the concepts' top-m crops over the whole split (one
-   streamed search for all classes and pairs; crops from all images, from
-   images not predicted as the class, and only from images predicted as it);
-7. :func:`stitch_test`: the stitched-image test of every class with concepts;
-8. :func:`contrast_pairs`: per chosen pair, the stitched test of the contrast
-   concepts and the bias probe (each contrast concept's top crop from an image
-   predicted as A pasted into B's images);
-9. :func:`shift_test`: the shifting test for every ordered pair (B -> A);
-10. :func:`write_report`: ``figures/concepts/class_XXX.png``,
-    ``figures/stitched.png``, ``results/stitch_test.{json,md}`` (Tables 1/2),
-    ``figures/contrast/AAA_vs_BBB.png``, ``results/bias_probe.{json,md}``
-    (Table 4), ``results/shift_test.{json,md}`` (Table 3).
+2. :func:`predict`: the model's argmax per image (labels are ignored);
+3. :func:`class_concepts`: per class, DeepLift + SmoothGrad at the layer on
+   the images predicted as the class (up to ``n_images_per_class``); the
+   score-scaled pixel vectors (one batched NMF per ``class_chunk`` classes)
+   and the raw pixel vectors above ``contrast_threshold`` x max;
+4. :func:`train_contrast`: pairwise classifiers for all pairs of classes;
+5. :func:`pair_matrices`, :func:`finish_nmf`: contrast matrices of
+   ``pairs_to_plot`` (A, B), factorised with the classes left from step 3;
+6. :func:`search_crops`: every concept's top-m crops, one streamed search;
+7. :func:`stitch_test`: the stitched-image test (Tables 1/2);
+8. :func:`contrast_pairs`: per chosen pair, the stitched contrast concepts
+   and the bias probe (Table 4);
+9. :func:`shift_test`: the shifting test for every ordered pair (Table 3);
+10. :func:`evaluate_results`, `report.write_outputs`:
+    ``figures/concepts/class_XXX.png``, ``figures/stitched.png``,
+    ``results/stitch_test.{json,md}``, ``figures/contrast/AAA_vs_BBB.png``,
+    ``results/bias_probe.{json,md}``, ``results/shift_test.{json,md}``.
 
-Failures are per class / per pair: a class the model predicts for no image, a
-class with fewer positive pixel vectors than concepts, an attribution or NMF
-error (a `ValueError` or `TypeError` from their input checks), a class without
-contrast vectors: the row says why, its metrics are empty, the summaries are
-over the classes / pairs that ran (and count the failed ones), and the run goes
-on. Configuration errors (unknown layer, a layer without spatial extent, k
-larger than the channels, bad classes / pairs / offsets) are raised by
-:func:`setup`.
+Failures are per class / per pair (no image predicted, fewer positive pixel
+vectors than concepts, an attribution or NMF input error, no contrast
+vectors): the row says why, summaries are over what ran and count the rest,
+and the run goes on. Configuration errors are raised by :func:`setup`.
 
-The model is applied by jitted functions that take the variables as a traced
-argument, so explaining a new checkpoint of the same architecture reuses every
-compilation. The attribution function is injectable (`attribution_fn`,
-default `attribution.layer_deeplift_smoothgrad`), e.g. for tests with toy
-models.
+Jitted functions take the variables as a traced argument (the `Split` is the
+static one), so a new checkpoint of the same architecture reuses every
+compilation. `attribution_fn` is injectable (default
+`attribution.layer_deeplift_smoothgrad`), e.g. for tests with toy models.
 """
 
 from __future__ import annotations
@@ -69,16 +57,12 @@ from jaxconcepts.methods import concepts as cl
 from jaxconcepts.methods import contrast as ct
 from jaxconcepts.methods import crops as crops_lib
 from jaxconcepts.models import split as split_lib
-from jaxconcepts.ops import pairwise
 from jaxconcepts.programs import classifier
 from jaxconcepts.utils import check_choice
 
-RESULTS_DIR = "results"
-FIGURES_DIR = "figures"
-CROP_MODES = ("all", "exclude", "only")
-# The errors that mark one class or pair as failed (the input checks of the
-# attribution and of NMF); anything else is a bug and stops the run.
-STAGE_ERRORS = (ValueError, TypeError)
+# The errors that mark one class as failed (the attribution's input checks);
+# anything else is a bug and stops the run.
+ATTRIBUTION_ERRORS = (ValueError, TypeError)
 
 
 # ---------------------------------------------------------------------------
@@ -260,7 +244,7 @@ def _explain_class(run: Run, c: int, preds: np.ndarray, attribution_fn: Callable
     return ev.ClassResult(c, idx, "failed: the model predicts this class for no image"), None, None
   try:
     acts, attr = _attribute(run, c, idx, attribution_fn)
-  except STAGE_ERRORS as e:
+  except ATTRIBUTION_ERRORS as e:
     logging.exception("concepts: class %d attribution failed", c)
     return (ev.ClassResult(c, idx, f"failed: attribution error: {type(e).__name__}: {e}"),
             None, None)
@@ -276,34 +260,17 @@ def _explain_class(run: Run, c: int, preds: np.ndarray, attribution_fn: Callable
   return result, (np.asarray(mat) if n_vec >= run.k else None), cvec
 
 
-def _nmf_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  return dict(init=config.nmf_init, max_iter=int(config.nmf_max_iter),
-              tol=float(config.nmf_tol))
-
-
-def _factorise_one(run: Run, matrix: np.ndarray, what: str) -> cl.ConceptSet | str:
-  """One matrix's concepts, or the error that marks it as failed."""
-  try:
-    return cl.extract_concepts(matrix, run.k, key=int(run.config.seed), what=what,
-                               **_nmf_kwargs(run.config))
-  except STAGE_ERRORS as e:
-    return f"NMF error: {type(e).__name__}: {e}"
-
-
 def _factorise(run: Run, mats: Mapping[Hashable, np.ndarray],
                call: int) -> dict[Hashable, cl.ConceptSet | str]:
-  """One batched NMF of `mats` (the `call`-th of the run); one by one if it fails."""
+  """The run's `call`-th NMF: {id: concepts, or the NMF error that marks it failed}."""
   t0 = time.time()
-  ids = list(mats)
-  try:
-    sets = cl.extract_concepts_batched(
-        [mats[i] for i in ids], run.k, key=jax.random.fold_in(run.key, 10**6 + call),
-        names=[_what(i) for i in ids], **_nmf_kwargs(run.config))
-  except STAGE_ERRORS:
-    logging.exception("concepts: batched NMF failed; factorising one by one")
-    sets = [_factorise_one(run, mats[i], _what(i)) for i in ids]
-  logging.info("concepts: NMF of %d matrices in %.1fs", len(ids), time.time() - t0)
-  return dict(zip(ids, sets))
+  config = run.config
+  out = cl.extract_concepts_each(
+      mats, run.k, names={i: _what(i) for i in mats},
+      key=jax.random.fold_in(run.key, 10**6 + call), fallback_key=int(config.seed),
+      init=config.nmf_init, max_iter=int(config.nmf_max_iter), tol=float(config.nmf_tol))
+  logging.info("concepts: NMF of %d matrices in %.1fs", len(mats), time.time() - t0)
+  return out
 
 
 class ClassStage(NamedTuple):
@@ -353,22 +320,7 @@ def class_concepts(run: Run, preds: np.ndarray,
 # 4. - 5. Pairwise classifiers; contrast matrices; the last NMF call.
 
 
-class Contrast(NamedTuple):
-  """The pairwise classifiers of the classes with contrast vectors."""
-  result: pairwise.PairwiseResult
-  classes: tuple[int, ...]
-
-  def hyperplane(self, a: int, b: int) -> tuple[np.ndarray, float]:
-    """(w (c,), bias) of the (A, B) classifier, oriented toward A."""
-    return pairwise.hyperplane(self.result, self.classes.index(a), self.classes.index(b))
-
-  def train_acc(self, a: int, b: int) -> float:
-    """Training accuracy of the classifier of the unordered pair {A, B}."""
-    i, j = sorted((self.classes.index(a), self.classes.index(b)))
-    return float(self.result.accuracy[pairwise.pair_index(i, j, len(self.classes))])
-
-
-def train_contrast(run: Run, stage: ClassStage) -> Contrast | None:
+def train_contrast(run: Run, stage: ClassStage) -> ct.ClassPairs | None:
   """One logistic classifier per pair of classes with contrast vectors (None: < 2)."""
   ok = tuple(c for c in run.classes if c in stage.vectors)
   if len(ok) < 2:
@@ -378,10 +330,10 @@ def train_contrast(run: Run, stage: ClassStage) -> Contrast | None:
                              lr=float(run.config.lr))
   logging.info("concepts: %d pairwise classifiers in %.1fs (mean train acc %.3f)",
                len(result.pairs), time.time() - t0, float(np.mean(result.accuracy)))
-  return Contrast(result, ok)
+  return ct.ClassPairs(result, ok)
 
 
-def pair_matrices(run: Run, classes: tuple[ev.ClassResult, ...], contrast: Contrast | None
+def pair_matrices(run: Run, classes: tuple[ev.ClassResult, ...], contrast: ct.ClassPairs | None
                   ) -> tuple[dict[Hashable, np.ndarray], dict[tuple[int, int], str]]:
   """Contrast matrices {("pair", A, B): (n, c)} of the chosen pairs, and why others failed."""
   idx = {r.cls: r.image_idx for r in classes}
@@ -438,41 +390,22 @@ def finish_nmf(run: Run, stage: ClassStage, pair_mats: Mapping[Hashable, np.ndar
 # 6. - 9. Crops, stitched test, contrast pairs, shifting test.
 
 
-class ConceptCrops(NamedTuple):
-  """The top crops of one concept set (a class or a pair), per crop mode.
-
-  Attributes:
-    hits: {mode: CropHits with (k, m) fields}.
-    crops: {mode: (k, m, ch, cw, C) float32 crops}.
-  """
-  hits: dict[str, crops_lib.CropHits]
-  crops: dict[str, np.ndarray]
-
-
 def search_crops(run: Run, preds: np.ndarray, classes: tuple[ev.ClassResult, ...],
                  pair_sets: Mapping[tuple[int, int], cl.ConceptSet]
-                 ) -> dict[Hashable, ConceptCrops]:
+                 ) -> dict[Hashable, crops_lib.ConceptCrops]:
   """One search over the split for every concept; {class or (A, B): crops}."""
-  sets = {r.cls: r.concepts for r in classes if r.concepts is not None}
-  sets.update((p, pair_sets[p]) for p in run.pairs if p in pair_sets)
+  sets = {r.cls: (r.concepts.basis, r.cls) for r in classes if r.concepts is not None}
+  sets.update((p, (pair_sets[p].basis, p[0])) for p in run.pairs if p in pair_sets)
   if not sets:
     return {}
   t0 = time.time()
-  config, k, ids = run.config, run.k, list(sets)
-  bases = np.concatenate([sets[i].basis for i in ids])
-  basis_class = np.repeat(np.asarray([i[0] if isinstance(i, tuple) else i for i in ids],
-                                     np.int32), k)
-  hits = crops_lib.search_crops(
-      run.split, run.variables, run.images, bases, int(config.n_crops), run.info.geometry,
-      modes=CROP_MODES, basis_class=basis_class, predictions=preds,
-      batch_size=int(config.crop_batch_size))
-  crops = {m: crops_lib.extract_crops(run.images, h, run.info.geometry,
-                                      float(config.stitch_fill)) for m, h in hits.items()}
+  crops = crops_lib.search_concept_crops(
+      run.split, run.variables, run.images, sets, int(run.config.n_crops), run.info.geometry,
+      predictions=preds, fill=float(run.config.stitch_fill),
+      batch_size=int(run.config.crop_batch_size))
   logging.info("concepts: crop search over %d images for %d concepts in %.1fs",
-               run.images.shape[0], bases.shape[0], time.time() - t0)
-  rows = {i: slice(j * k, (j + 1) * k) for j, i in enumerate(ids)}
-  return {i: ConceptCrops({m: h.select(sl) for m, h in hits.items()},
-                          {m: c[sl] for m, c in crops.items()}) for i, sl in rows.items()}
+               run.images.shape[0], run.k * len(sets), time.time() - t0)
+  return crops
 
 
 def _stitch(run: Run, top1: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -488,7 +421,7 @@ def _predict_probs(run: Run, images: np.ndarray) -> np.ndarray:
 
 
 def stitch_test(run: Run, classes: tuple[ev.ClassResult, ...],
-                crops: Mapping[Hashable, ConceptCrops]) -> ev.StitchResult | None:
+                crops: Mapping[Hashable, crops_lib.ConceptCrops]) -> ev.StitchResult | None:
   """Each class's top-1 crops stitched and predicted (None: no class has concepts)."""
   ok = tuple(r.cls for r in classes if r.concepts is not None)
   if not ok:
@@ -504,22 +437,19 @@ def stitch_test(run: Run, classes: tuple[ev.ClassResult, ...],
 
 
 def _contrast_pair(run: Run, preds: np.ndarray, images_b: np.ndarray, a: int, b: int,
-                   concepts: cl.ConceptSet, cc: ConceptCrops) -> ev.PairResult:
+                   concepts: cl.ConceptSet, cc: crops_lib.ConceptCrops) -> ev.PairResult:
   """The stitched test and the bias probe of one pair's contrast concepts."""
-  (ph_all, pc_all), (ph_only, pc_only) = ((cc.hits[m], cc.crops[m]) for m in ("all", "only"))
-  stitched, _ = _stitch(run, pc_all[None, :, 0])
+  stitched, _ = _stitch(run, cc.crops["all"][None, :, 0])
   probs = _predict_probs(run, stitched)[0]
-  # The probe crop: the top crop from an image predicted as A, else the top one.
-  from_a = ph_only.image[:, 0] >= 0
-  src = np.where(from_a, ph_only.image[:, 0], ph_all.image[:, 0])
-  patches = np.where(from_a[:, None, None, None], pc_only[:, 0], pc_all[:, 0])
+  src, from_a, patches = ct.probe_crops(cc.hits["all"], cc.crops["all"], cc.hits["only"],
+                                        cc.crops["only"])
   found = np.flatnonzero(src >= 0)
   probe = (ct.bias_probe(functools.partial(_predict_probs, run), images_b, patches[found],
                          a, b, position=run.config.bias_position,
                          blank=float(run.config.bias_blank)) if found.size else [])
   by_concept = dict(zip(found.tolist(), probe))
   return ev.PairResult(
-      a, b, "ok", concepts, pc_all, probs, tuple(int(i) for i in src),
+      a, b, "ok", concepts, cc.crops["all"], probs, tuple(int(i) for i in src),
       tuple(int(preds[i]) if i >= 0 else None for i in src), tuple(bool(f) for f in from_a),
       tuple(by_concept.get(j) for j in range(src.size)))
 
@@ -527,7 +457,7 @@ def _contrast_pair(run: Run, preds: np.ndarray, images_b: np.ndarray, a: int, b:
 def contrast_pairs(run: Run, preds: np.ndarray, classes: tuple[ev.ClassResult, ...],
                    pair_sets: Mapping[tuple[int, int], cl.ConceptSet],
                    fails: Mapping[tuple[int, int], str],
-                   crops: Mapping[Hashable, ConceptCrops]) -> tuple[ev.PairResult, ...]:
+                   crops: Mapping[Hashable, crops_lib.ConceptCrops]) -> tuple[ev.PairResult, ...]:
   """Per chosen pair: the contrast concepts' stitched test and bias probe."""
   t0 = time.time()
   idx = {r.cls: r.image_idx for r in classes}
@@ -545,7 +475,7 @@ def contrast_pairs(run: Run, preds: np.ndarray, classes: tuple[ev.ClassResult, .
   return tuple(out)
 
 
-def _shift_from(run: Run, b: int, idx_b: np.ndarray, contrast: Contrast) -> ev.ShiftResult:
+def _shift_from(run: Run, b: int, idx_b: np.ndarray, contrast: ct.ClassPairs) -> ev.ShiftResult:
   """The shifting test from class B's images toward every other contrast class."""
   config = run.config
   h_b = cl.encode_images(run.split, run.variables, run.images[idx_b],
@@ -562,7 +492,7 @@ def _shift_from(run: Run, b: int, idx_b: np.ndarray, contrast: Contrast) -> ev.S
 
 
 def shift_test(run: Run, classes: tuple[ev.ClassResult, ...],
-               contrast: Contrast | None) -> dict[int, ev.ShiftResult]:
+               contrast: ct.ClassPairs | None) -> dict[int, ev.ShiftResult]:
   """{B: the shifting test from B} for every class with contrast vectors."""
   if contrast is None:
     return {}
@@ -581,9 +511,10 @@ def shift_test(run: Run, classes: tuple[ev.ClassResult, ...],
 
 
 def evaluate_results(run: Run, classes: tuple[ev.ClassResult, ...],
-                     crops: Mapping[Hashable, ConceptCrops], stitch: ev.StitchResult | None,
-                     pairs: tuple[ev.PairResult, ...],
-                     shifts: Mapping[int, ev.ShiftResult]) -> list[ev.TableSet | ev.Figure]:
+                     crops: Mapping[Hashable, crops_lib.ConceptCrops],
+                     stitch: ev.StitchResult | None, pairs: tuple[ev.PairResult, ...],
+                     shifts: Mapping[int, ev.ShiftResult]
+                     ) -> list[report.TableSet | report.Figure]:
   """Every table and figure of the run, in the order they are written."""
   info = run.info
   class_crops = {r.cls: crops[r.cls].crops["all"] for r in classes if r.concepts is not None}
@@ -593,27 +524,6 @@ def evaluate_results(run: Run, classes: tuple[ev.ClassResult, ...],
           *ev.contrast_figures(info, pairs),
           ev.bias_probe(run.config, info, pairs),
           ev.shift_test(run.config, info, classes, shifts, run.offsets)]
-
-
-def write_report(config: ml_collections.ConfigDict, workdir: str,
-                 outputs: list[ev.TableSet | ev.Figure]) -> list[str]:
-  """Writes tables under workdir/results and figures under workdir/figures."""
-  results_dir = os.path.join(workdir, RESULTS_DIR)
-  figures_dir = os.path.join(workdir, FIGURES_DIR)
-  os.makedirs(results_dir, exist_ok=True)
-  os.makedirs(figures_dir, exist_ok=True)
-  config_json = report.to_jsonable(config.to_dict())
-  files = []
-  for out in outputs:
-    if isinstance(out, ev.Figure):
-      files.append(report.save_image_grid(
-          os.path.join(figures_dir, out.path), out.images, row_labels=out.row_labels,
-          col_labels=out.col_labels, title=out.title, style="mosaic"))
-    else:
-      files += report.write_tables(os.path.join(results_dir, out.stem), out.tables,
-                                   title=out.title, notes=out.notes,
-                                   extra={"config": config_json, **out.extra})
-  return files
 
 
 def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
@@ -650,8 +560,9 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
   pairs = contrast_pairs(run, preds, classes, pair_sets, {**pair_fails, **nmf_fails}, crops)
   shifts = shift_test(run, classes, contrast)
   outputs = evaluate_results(run, classes, crops, stitch, pairs, shifts)
-  files = write_report(config, workdir, outputs)
-  tables = {t.stem: t.tables for t in outputs if isinstance(t, ev.TableSet)}
+  files = report.write_outputs(workdir, outputs,
+                               extra={"config": report.to_jsonable(config.to_dict())})
+  tables = {t.stem: t.tables for t in outputs if isinstance(t, report.TableSet)}
   table1 = tables["stitch_test"]["table 1 (crops from all images)"][0]
   table2 = tables["stitch_test"]["table 2 (excluding the class)"][0]
   table3 = tables["shift_test"]["table 3"][0]
