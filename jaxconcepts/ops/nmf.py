@@ -106,6 +106,20 @@ def _nonzero_rows(a):
   return jnp.any(a != 0, axis=-1)
 
 
+def _rows_to_keep(a: jax.Array, skip_zero_rows: bool) -> np.ndarray | None:
+  """The (..., m) bool mask of nonzero rows when skipping zero rows applies.
+
+  It applies to a concrete ``a`` (m, n) or stack (B, m, n) with some all-zero
+  rows, unless every row is zero (then there is nothing to fit); for a stack,
+  when even the fullest matrix has a zero row. Otherwise None.
+  """
+  if not skip_zero_rows or is_tracer(a):
+    return None
+  keep = np.asarray(jax.device_get(_nonzero_rows(a)))
+  n_keep = int(keep.sum(axis=-1).max())
+  return keep if 0 < n_keep < a.shape[-2] else None
+
+
 @functools.partial(jax.jit, static_argnames=("k", "init"))
 def _init_batched(a, keys, row_mask, *, k, init):
   return jax.vmap(lambda x, kk, msk: initialize(x, k, init, kk, msk))(
@@ -248,12 +262,10 @@ def nmf(a: ArrayLike, n_components: int, *, init: str = "nndsvda",
   _check_values(a, "a")
   key = as_key(key)
   max_iter, tol = int(max_iter), float(tol)
-  if skip_zero_rows and not is_tracer(a):
-    nonzero = np.asarray(jax.device_get(_nonzero_rows(a)))
-    if 0 < int(nonzero.sum()) < m:
-      return _nmf_skipping(a, k, nonzero, init=init, key=key, w_init=w_init,
-                           h_init=h_init, max_iter=max_iter, tol=tol,
-                           form=form)
+  nonzero = _rows_to_keep(a, skip_zero_rows)
+  if nonzero is not None:
+    return _nmf_skipping(a, k, nonzero, init=init, key=key, w_init=w_init,
+                         h_init=h_init, max_iter=max_iter, tol=tol, form=form)
   return _nmf(a, key, None, w_init, h_init, k=k, init=init, max_iter=max_iter,
               tol=tol, form=form)
 
@@ -368,11 +380,10 @@ def nmf_batched(a: ArrayLike, n_components: int, *,
   _check_values(a, "a")
   keys = _batch_keys(key, bsz)
   max_iter, tol = int(max_iter), float(tol)
-  if skip_zero_rows and not is_tracer(a):
-    keep = np.asarray(jax.device_get(_nonzero_rows(a)))
-    if 0 < int(keep.sum(axis=1).max()) < m:
-      return _batched_skipping(a, k, keep, row_mask, keys, init=init,
-                               max_iter=max_iter, tol=tol, form=form)
+  keep = _rows_to_keep(a, skip_zero_rows)
+  if keep is not None:
+    return _batched_skipping(a, k, keep, row_mask, keys, init=init,
+                             max_iter=max_iter, tol=tol, form=form)
   fit = functools.partial(_nmf, w_init=None, h_init=None, k=k, init=init,
                           max_iter=max_iter, tol=tol, form=form)
   if row_mask is None:
