@@ -256,3 +256,46 @@ def test_stitched_test_on_the_toy_model_predicts_the_class(parts_model):
                                               variables=variables)
       p = jax.nn.softmax(model.apply(variables, stitched))[0]
       assert int(p.argmax()) == c and p[c] > 0.9
+
+
+# ---------------------------------------------------------------------------
+# Batched model application.
+
+
+def test_predict_encode_and_head_in_batches_match_the_model_and_compile_once():
+  model = models.create_model("vgg", 4, widths=(4, 4, 8, 8, 8, 8, 16, 16))
+  s = split_lib.split(model, "conv3a")
+  x = np.random.default_rng(0).uniform(size=(7, 32, 32, 1)).astype(np.float32)
+  # pylint: disable=protected-access
+  fns = (cl._logits, cl._encode, cl._head)
+  grown = []
+  for seed in (1, 2):
+    variables = models.init_variables(model, jax.random.PRNGKey(seed), (32, 32, 1))
+    before = [f._cache_size() for f in fns]
+    logits = cl.predict_logits(model, variables, x, batch_size=3)
+    h = cl.encode_images(s, variables, x, batch_size=3)
+    from_h = cl.head_logits(s, variables, h, batch_size=3)
+    grown.append([f._cache_size() - b for f, b in zip(fns, before)])
+    want = model.apply(variables, x)
+    np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(h, s.encode(variables, x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(from_h, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(cl.predict_probs(model, variables, x, 3),
+                               jax.nn.softmax(want), rtol=1e-4, atol=1e-6)
+  assert all(n <= 1 for n in grown[0]) and grown[1] == [0, 0, 0], grown
+
+
+def test_extract_concepts_each_marks_a_bad_matrix_and_factorises_the_others():
+  rng = np.random.default_rng(3)
+  good = rng.uniform(size=(40, 6)).astype(np.float32)
+  bad = good.copy()
+  bad[0, 0] = np.nan
+  out = cl.extract_concepts_each({"a": good, "b": bad, 7: good}, 2,
+                                 names={"a": "class a", "b": "class b", 7: "class 7"},
+                                 max_iter=20)
+  assert list(out) == ["a", "b", 7]
+  assert isinstance(out["a"], cl.ConceptSet) and out["a"].basis.shape == (2, 6)
+  assert out["b"].startswith("NMF error: ValueError") and "NaN" in out["b"]
+  np.testing.assert_allclose(out[7].basis, out["a"].basis)  # alone: the same key
+  together = cl.extract_concepts_each({"a": good}, 2, names={"a": "a"}, max_iter=20)
+  assert isinstance(together["a"], cl.ConceptSet)

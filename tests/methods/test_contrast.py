@@ -245,3 +245,22 @@ def test_bias_probe_calls_predict_once():
   ct.bias_probe(predict, images, np.zeros((3, 2, 2, C), np.float32), 0, 1)
   assert calls == [4 * (1 + 2 * 3)]
 
+
+
+def test_shifting_stats_compile_once_for_two_checkpoints():
+  """The head's weights are a traced argument: a second checkpoint of the same
+  architecture reuses the compilation of the shifting test."""
+  model = models.create_model("vgg", 4, widths=(4, 4, 8, 8, 8, 8, 16, 16))
+  s = split_lib.split(model, "conv3a")
+  x = jax.random.uniform(jax.random.PRNGKey(0), (5, 32, 32, 1))
+  dirs = np.random.default_rng(0).normal(size=(3, s.shape((32, 32, 1))[-1])).astype(np.float32)
+  grown, means = [], []
+  for seed in (1, 2):
+    variables = models.init_variables(model, jax.random.PRNGKey(seed), (32, 32, 1))
+    h = np.asarray(s.encode(variables, x))
+    before = ct._shift_stats_chunk._cache_size()  # pylint: disable=protected-access
+    mean, _ = ct.shifting_stats(s, variables, np.ones_like(h), dirs, (0.0, 1.0), 4, 2)
+    grown.append(ct._shift_stats_chunk._cache_size() - before)  # pylint: disable=protected-access
+    means.append(mean)
+  assert grown[0] <= 1 and grown[1] == 0, grown
+  assert not np.allclose(means[0], means[1])

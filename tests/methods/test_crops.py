@@ -2,10 +2,13 @@
 summary (`methods/crops.py`), on planted pixels and the toy PartsNet of
 test_concepts.py.
 """
+import jax
 import numpy as np
 import pytest
 
 from jaxconcepts.methods import crops as crops_lib
+from jaxconcepts.models import classifiers as models
+from jaxconcepts.models import split as split_lib
 from tests.methods.test_concepts import CHANNELS
 from tests.methods.test_concepts import FnSplit
 from tests.methods.test_concepts import PartsNet
@@ -122,3 +125,22 @@ def test_stitch_summary_reports_tables_1_and_2_columns():
   assert summ["pct_predicted"] == 50.0
   assert (summ["pct_above_0.1"], summ["pct_above_0.2"], summ["pct_above_0.5"]) == (
       75.0, 50.0, 25.0)
+
+
+def test_search_crops_compiles_once_for_two_checkpoints():
+  """The weights are a traced argument of the search step: new weights of the same
+  architecture reuse its compilation."""
+  model = models.create_model("vgg", 4, widths=(4, 4, 8, 8, 8, 8, 16, 16))
+  s = split_lib.split(model, "conv2a")
+  images = np.random.default_rng(0).uniform(size=(10, 32, 32, 1)).astype(np.float32)
+  geometry = crops_lib.crop_geometry((32, 32, 1), s.shape((32, 32, 1)))
+  bases = np.random.default_rng(1).uniform(size=(3, 8)).astype(np.float32)
+  grown, scores = [], []
+  for seed in (1, 2):
+    variables = models.init_variables(model, jax.random.PRNGKey(seed), (32, 32, 1))
+    before = crops_lib._search_step._cache_size()  # pylint: disable=protected-access
+    hits = crops_lib.search_crops(s, variables, images, bases, 4, geometry, batch_size=4)
+    grown.append(crops_lib._search_step._cache_size() - before)  # pylint: disable=protected-access
+    scores.append(hits["all"].score)
+  assert grown[0] <= 1 and grown[1] == 0, grown
+  assert not np.allclose(scores[0], scores[1])  # the weights really differ

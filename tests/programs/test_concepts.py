@@ -1,7 +1,8 @@
-"""The whole concept evaluation (`concepts_pipeline`) on the toy PartsNet of
-test_concepts.py, where every table entry is known: classes 0 and 1 are
-explained by their three parts, class 2 is never predicted, a class whose
-attribution leaves too few pixel vectors is recorded and the run goes on.
+"""The whole concept evaluation (`programs/concepts.py`) on the toy PartsNet of
+tests/methods/test_concepts.py, where every table entry is known: classes 0 and
+1 are explained by their three parts, class 2 is never predicted, a class whose
+attribution leaves too few pixel vectors is recorded and the run goes on; a
+second checkpoint compiles nothing new.
 """
 import json
 import os
@@ -10,6 +11,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from jaxconcepts.methods import concepts as cl
+from jaxconcepts.methods import contrast as ct
+from jaxconcepts.methods import crops as crops_lib
 from jaxconcepts.programs import concepts as concepts_pipeline
 from tests.methods.test_concepts import CHANNELS
 from tests.methods.test_concepts import PartsNet
@@ -139,3 +143,23 @@ def test_pipeline_rejects_bad_configuration_before_running(parts_model, tmp_path
   with pytest.raises(ValueError, match="contrast_threshold"):
     run(contrast_threshold=1.5)
   assert not calls
+
+
+def test_a_second_checkpoint_of_the_same_architecture_compiles_nothing_new(tmp_path):
+  """Every jitted function of the program takes the variables as an argument: a run
+  on new weights of the same shapes (here the toy model's one parameter) reuses
+  each compilation (counted with the functions' in-memory `_cache_size()`)."""
+  # pylint: disable=protected-access
+  model = PartsNet()
+  jitted = {"predict": cl._logits, "encode": cl._encode, "head": cl._head,
+            "crop search": crops_lib._search_step, "shifting test": ct._shift_stats_chunk}
+  grown = []
+  for i, value in enumerate((0.0, 1.0)):
+    variables = {"params": {"unused": jnp.float32(value)}}
+    before = {name: f._cache_size() for name, f in jitted.items()}
+    concepts_pipeline.run_concepts_evaluation(
+        small_config(), str(tmp_path / str(i)), model, variables, parts_dataset(),
+        attribution_fn=toy_attribution)
+    grown.append({name: f._cache_size() - before[name] for name, f in jitted.items()})
+  assert all(n >= 0 for n in grown[0].values())  # 0 where an earlier test compiled them
+  assert grown[1] == {name: 0 for name in jitted}, grown
