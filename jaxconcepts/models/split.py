@@ -68,7 +68,17 @@ def all_taps(model: nn.Module, variables: Any, x: jax.Array) -> dict[str, jax.Ar
 
 def layer_shapes(model: nn.Module, image_shape: Sequence[int],
                  variables: Any = None) -> dict[str, tuple[int, ...]]:
-  """Per-sample shape of every tap for images of shape (H, W, C); no FLOPs."""
+  """Per-sample shape of every tap for images of shape (H, W, C); no FLOPs.
+
+  Args:
+    model: a module following the split protocol.
+    image_shape: (H, W, C) of one input image.
+    variables: the model's variables, or None to trace an initialisation
+      (shapes only, nothing is computed).
+
+  Returns:
+    {tap name: per-sample shape}, e.g. {"conv3a": (4, 4, 256), "logits": (10,)}.
+  """
   x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
   if variables is None:
     variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
