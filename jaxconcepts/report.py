@@ -209,8 +209,9 @@ def _grid_cells(images: Any) -> list[list[np.ndarray | None]]:
   return rows
 
 
-def _draw_axes(plt: Any, rows: list[list[np.ndarray | None]], row_labels, col_labels,
-               title, cell_inches: float, cmap: str) -> Any:
+def _draw_axes(plt: Any, rows: list[list[np.ndarray | None]],
+               row_labels: Sequence[str] | None, col_labels: Sequence[str] | None,
+               title: str | None, cell_inches: float, cmap: str) -> Any:
   """One axes per cell, labels on the first column / row; returns the figure."""
   n_rows, n_cols = len(rows), max(len(r) for r in rows)
   fig, axes = plt.subplots(n_rows, n_cols, squeeze=False,
@@ -264,8 +265,10 @@ def _tile(rows: list[list[np.ndarray | None]], gap: int,
   return canvas, ch, cw
 
 
-def _draw_mosaic(plt: Any, rows: list[list[np.ndarray | None]], row_labels, col_labels,
-                 title, cell_inches: float, cmap: str, gap: int, gap_value: float) -> Any:
+def _draw_mosaic(plt: Any, rows: list[list[np.ndarray | None]],
+                 row_labels: Sequence[str] | None, col_labels: Sequence[str] | None,
+                 title: str | None, cell_inches: float, cmap: str, gap: int,
+                 gap_value: float) -> Any:
   """All cells in one `imshow`, labels as tick labels; returns the figure."""
   canvas, ch, cw = _tile(rows, gap, gap_value)
   n_rows, n_cols = len(rows), max(len(r) for r in rows)

@@ -330,7 +330,8 @@ def _pair_rows(p: PairResult, names: Sequence[str]) -> tuple[Row, list[Row]]:
   """(the stitched contrast row, the k bias probe rows) of one pair."""
   base = {"to_a": p.a, "from_b": p.b, "name_a": names[p.a], "name_b": names[p.b]}
   if p.status != "ok":
-    return {**base, "status": f"failed: {p.status}"}, [{**base, "status": f"failed: {p.status}"}]
+    failed = {**base, "status": f"failed: {p.status}"}
+    return failed, [dict(failed)]
   probs = p.stitched_probs
   stitched = {**base, "status": "ok", "nmf_rel_error": p.concepts.rel_error,
               "n_vectors": p.concepts.n_vectors, "prob_a": float(probs[p.a]),

@@ -237,16 +237,20 @@ def _check_k(n_components: int, n_vectors: int, channels: int, what: str) -> int
   return k
 
 
-def extract_concepts(matrix, n_components: int = 6, *, init: str = "nndsvda",
-                     max_iter: int = 200, tol: float = 1e-4, key: Any = 0,
-                     what: str = "the class") -> ConceptSet:
+def extract_concepts(matrix: jax.typing.ArrayLike, n_components: int = 6, *,
+                     init: str = "nndsvda", max_iter: int = 200, tol: float = 1e-4,
+                     key: Any = 0, what: str = "the class") -> ConceptSet:
   """NMF of one class's scaled pixel vectors into `n_components` concepts.
 
   Args:
-    matrix: (m, c) non-negative (from :func:`concept_matrix`).
+    matrix: (m, c) non-negative float (from :func:`concept_matrix`).
     n_components: k.
-    init, max_iter, tol, key: passed to `nmf.nmf`.
+    init, max_iter, tol, key: passed to `nmf.nmf` (key: a PRNG key or seed).
     what: how to name the matrix in errors.
+
+  Returns:
+    The k concepts (k, c) float32, the relative error, the number of non-zero
+    rows and the iterations run.
 
   Raises:
     ValueError: k larger than the channels or than the number of non-zero
@@ -260,7 +264,7 @@ def extract_concepts(matrix, n_components: int = 6, *, init: str = "nndsvda",
   return ConceptSet(np.asarray(res.h), float(res.rel_error), n_vec, int(res.n_iter))
 
 
-def extract_concepts_batched(matrices: Sequence[Any], n_components: int = 6, *,
+def extract_concepts_batched(matrices: Sequence[jax.typing.ArrayLike], n_components: int = 6, *,
                              init: str = "nndsvda", max_iter: int = 200,
                              tol: float = 1e-4, key: Any = 0,
                              names: Sequence[str] | None = None) -> list[ConceptSet]:
@@ -275,6 +279,9 @@ def extract_concepts_batched(matrices: Sequence[Any], n_components: int = 6, *,
     n_components: k.
     init, max_iter, tol, key: as `nmf.nmf_batched`.
     names: B names for errors (default "matrix b").
+
+  Returns:
+    B `ConceptSet`s, in order.
 
   Raises:
     ValueError: mismatched channels, or k too large for one of the matrices

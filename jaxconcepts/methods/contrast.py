@@ -11,15 +11,18 @@
 2. One logistic classifier per unordered pair (`pairwise.train_pairwise`:
    zero init, full batch, SGD, 100 epochs, lr 0.01, BCE);
    `pairwise.hyperplane(result, a, b)` orients it toward A
-   (``w . x + b > 0`` means A).
+   (``w . x + b > 0`` means A); :class:`ClassPairs` addresses the classifiers
+   by class id.
 3. Contrast concepts for (A, B): the activations of A's images scaled by
    ``max(w . x + b, 0)`` per pixel (:func:`contrast_matrix`), then NMF and
-   crops exactly as for a single class (`concepts.py`).
+   crops exactly as for a single class (`concepts.py`, `crops.py`).
 4. The shifting test (Table 3): start from the activations of images the
    model predicts as B, move every spatial position along the raw
    (unnormalised) hyperplane normal toward A, ``h' = relu(h + t * w)``, for the
    ten offsets ``t`` in :data:`OFFSETS`, apply the head and read the softmax
-   (:func:`shifting_probs`, jitted and ``vmap``-ed over offsets and images).
+   (:func:`shifting_probs`, :func:`shifting_stats`: jitted and ``vmap``-ed
+   over directions and offsets, with the model's `Split` static and its
+   variables traced).
    :func:`shift_metrics` reads, per ordered pair (B -> A):
 
    * ``default_pred``: mean probability of A over the images, unshifted;
@@ -42,7 +45,7 @@
    predicted as B, at the bottom-right corner, and compare the mean
    probabilities of A and B for the original images, the pasted ones and ones
    where the same square is filled with a blank value (0: black, as the
-   paper's "zeros") (:func:`paste`, :func:`bias_probe`).
+   paper's "zeros") (:func:`probe_crops`, :func:`paste`, :func:`bias_probe`).
 """
 
 from __future__ import annotations
@@ -91,7 +94,8 @@ def contrast_mask(attributions: jax.Array, threshold: float = 0.25,
   return (scores > threshold * peak) & (scores > 0)
 
 
-def contrast_vectors(activations, attributions, threshold: float = 0.25,
+def contrast_vectors(activations: jax.typing.ArrayLike, attributions: jax.typing.ArrayLike,
+                     threshold: float = 0.25,
                      order: str = "mean_then_relu") -> np.ndarray:
   """The raw pixel vectors kept by :func:`contrast_mask`.
 
@@ -112,6 +116,16 @@ def contrast_vectors(activations, attributions, threshold: float = 0.25,
 def train_contrast(vectors: Sequence[np.ndarray], *, epochs: int = 100,
                    lr: float = 0.01, **kwargs: Any) -> pairwise.PairwiseResult:
   """`pairwise.train_pairwise` over per-class vector lists (all pairs at once).
+
+  Args:
+    vectors: C arrays (n_c, d) float32, one per class, n_c >= 1.
+    epochs: full-batch SGD epochs (zero init, BCE).
+    lr: learning rate.
+    **kwargs: more `pairwise.train_pairwise` options.
+
+  Returns:
+    One classifier per unordered pair; `pairwise.hyperplane(result, a, b)`
+    orients one toward A.
 
   Raises:
     ValueError: a class without vectors (naming it) -- filter such classes
@@ -142,7 +156,16 @@ class ClassPairs(NamedTuple):
 
 
 def hyperplane_scores(activations: jax.Array, w: jax.Array, b: float) -> jax.Array:
-  """``w . x + b`` at every pixel: (N, h, w, c) -> (N, h, w)."""
+  """``w . x + b`` at every pixel.
+
+  Args:
+    activations: (N, h, w, c).
+    w: (c,) hyperplane normal.
+    b: bias.
+
+  Returns:
+    (N, h, w) scores, the activations' dtype.
+  """
   chex.assert_rank(activations, 4)
   return jnp.einsum("nhwc,c->nhw", activations, jnp.asarray(w, activations.dtype)) + b
 
@@ -153,6 +176,9 @@ def contrast_matrix(activations: jax.Array, w: jax.Array, b: float) -> jax.Array
   Args:
     activations: (N, h, w, c) activations of images predicted as A.
     w, b: the (A, B) hyperplane oriented toward A (`pairwise.hyperplane`).
+
+  Returns:
+    (N * h * w, c) in (image, row, col) order; pixels on B's side are zero.
   """
   activations = jnp.asarray(activations)
   chex.assert_shape(w, (activations.shape[-1],))
@@ -165,7 +191,16 @@ def contrast_matrix(activations: jax.Array, w: jax.Array, b: float) -> jax.Array
 
 
 def shift_activations(h: jax.Array, w: jax.Array, offsets: Sequence[float]) -> jax.Array:
-  """``relu(h + t * w)`` for each offset t: (N, ..., c) -> (T, N, ..., c)."""
+  """``relu(h + t * w)`` for each offset t.
+
+  Args:
+    h: (N, ..., c) activations.
+    w: (c,) direction, added at every position.
+    offsets: T offsets.
+
+  Returns:
+    (T, N, ..., c), h's dtype.
+  """
   t = jnp.asarray(offsets, h.dtype).reshape((-1,) + (1,) * h.ndim)
   return jax.nn.relu(h[None] + t * jnp.asarray(w, h.dtype))
 
@@ -173,7 +208,7 @@ def shift_activations(h: jax.Array, w: jax.Array, offsets: Sequence[float]) -> j
 def _shift_probs(split: split_lib.Split, variables: Any, h: jax.Array, ws: jax.Array,
                  offsets: jax.Array) -> jax.Array:
   """softmax(head(relu(h + t w))): h (n, ...), ws (P, c), offsets (T,) -> (P, T, n, K)."""
-  def one(w, t):
+  def one(w: jax.Array, t: jax.Array) -> jax.Array:
     return jax.nn.softmax(split.head(variables, jax.nn.relu(h + t * w)), axis=-1)
   return jax.vmap(lambda w: jax.vmap(lambda t: one(w, t))(offsets))(ws)
 
@@ -367,6 +402,13 @@ def shift_summary(rows: Sequence[dict[str, Any]],
   Args:
     rows: per-pair dicts from :func:`shift_metrics` (rows without
       "shifted_pred", e.g. failed pairs, are skipped).
+    thresholds: the pred-swap thresholds of the rows.
+    offsets: the offsets (for the histogram of best offsets).
+
+  Returns:
+    {"n_pairs", "default_pred", "default_pred_std", "shifted_pred",
+    "shifted_pred_std", "increase_factor", "pct_swap_<t>", "mean_flip_rate",
+    "best_offset_counts"}; NaN statistics for zero pairs.
   """
   ok = [r for r in rows if r.get("shifted_pred") is not None]
   nan = float("nan")
@@ -395,7 +437,16 @@ def shift_summary(rows: Sequence[dict[str, Any]],
 
 def paste(images: np.ndarray, patch: np.ndarray,
           position: str = "bottom_right") -> np.ndarray:
-  """Copies `patch` (ph, pw, C) into a corner of every image (N, H, W, C)."""
+  """Copies `patch` into a corner of every image.
+
+  Args:
+    images: (N, H, W, C), not modified.
+    patch: (ph, pw, C), ph <= H, pw <= W.
+    position: one of :data:`POSITIONS`.
+
+  Returns:
+    (N, H, W, C) float32 copies with the patch pasted.
+  """
   check_choice("position", position, POSITIONS)
   images = np.array(images, np.float32, copy=True)
   patch = np.asarray(patch, np.float32)
