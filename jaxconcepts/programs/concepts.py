@@ -75,12 +75,11 @@ class Run:
 
   Attributes:
     config: the concepts config (read where used).
-    model: the classifier (split protocol).
-    variables: its variables (traced arguments of every jitted function).
-    split: the model cut at the layer (static argument of jitted functions).
+    model, variables: the classifier (split protocol) and its variables (a
+      traced argument of every jitted function).
+    split: the model cut at the layer (a static argument).
     images: (N, H, W, C) float32, the split explained and searched.
-    classes: the classes explained, in order.
-    pairs: the chosen pairs (A, B) for contrast concepts.
+    classes, pairs: the classes explained; the pairs (A, B) for contrast.
     offsets: the shifting test's offsets.
     info: layer, shapes, geometry, layout and class names (for the tables).
     key: the run's PRNG key (attribution noise, NMF init).
@@ -229,11 +228,6 @@ def _attribute(run: Run, c: int, idx: np.ndarray,
   return acts, attr
 
 
-def _what(i: Hashable) -> str:
-  """How errors name an NMF matrix: a class id or ("pair", A, B)."""
-  return f"pair {i[1:]}" if isinstance(i, tuple) else f"class {i}"
-
-
 def _explain_class(run: Run, c: int, preds: np.ndarray, attribution_fn: Callable[..., Any]
                    ) -> tuple[ev.ClassResult, np.ndarray | None, np.ndarray | None]:
   """(result, NMF matrix or None, contrast vectors (n, c) or None) of one class."""
@@ -262,11 +256,12 @@ def _explain_class(run: Run, c: int, preds: np.ndarray, attribution_fn: Callable
 
 def _factorise(run: Run, mats: Mapping[Hashable, np.ndarray],
                call: int) -> dict[Hashable, cl.ConceptSet | str]:
-  """The run's `call`-th NMF: {id: concepts, or the NMF error that marks it failed}."""
+  """The run's `call`-th NMF: {class or ("pair", A, B): concepts or NMF error}."""
   t0 = time.time()
   config = run.config
+  names = {i: f"pair {i[1:]}" if isinstance(i, tuple) else f"class {i}" for i in mats}
   out = cl.extract_concepts_each(
-      mats, run.k, names={i: _what(i) for i in mats},
+      mats, run.k, names=names,
       key=jax.random.fold_in(run.key, 10**6 + call), fallback_key=int(config.seed),
       init=config.nmf_init, max_iter=int(config.nmf_max_iter), tol=float(config.nmf_tol))
   logging.info("concepts: NMF of %d matrices in %.1fs", len(mats), time.time() - t0)
@@ -358,9 +353,7 @@ def pair_matrices(run: Run, classes: tuple[ev.ClassResult, ...], contrast: ct.Cl
 def _with_nmf(r: ev.ClassResult, res: cl.ConceptSet | str | None) -> ev.ClassResult:
   if res is None:
     return r
-  if isinstance(res, str):
-    return r._replace(status=f"failed: {res}")
-  return r._replace(concepts=res)
+  return r._replace(status=f"failed: {res}") if isinstance(res, str) else r._replace(concepts=res)
 
 
 def finish_nmf(run: Run, stage: ClassStage, pair_mats: Mapping[Hashable, np.ndarray]
@@ -377,12 +370,8 @@ def finish_nmf(run: Run, stage: ClassStage, pair_mats: Mapping[Hashable, np.ndar
   if pending:
     done.update(_factorise(run, pending, stage.nmf_calls + 1))
   classes = tuple(_with_nmf(r, done.get(r.cls)) for r in stage.classes)
-  pair_sets, fails = {}, {}
-  for key in pair_mats:
-    if isinstance(done[key], str):
-      fails[key[1:]] = done[key]
-    else:
-      pair_sets[key[1:]] = done[key]
+  pair_sets = {key[1:]: done[key] for key in pair_mats if not isinstance(done[key], str)}
+  fails = {key[1:]: done[key] for key in pair_mats if isinstance(done[key], str)}
   return classes, pair_sets, fails
 
 
