@@ -1,5 +1,5 @@
 r"""ClaDec (Schneider & Vlachos): decoders per layer, RefAE, the alpha trade-off, evaluation
-classifiers, Tables 2-8 and figures; see jaxconcepts/cladec_pipeline.py.
+classifiers, Tables 2-8 and figures; see jaxconcepts/programs/cladec.py.
 
   # the paper's setting (GPU budget: 64 epochs everywhere, 5 seeds)
   python train.py --config=configs/cladec.py --workdir=runs/cladec_fmnist

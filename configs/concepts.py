@@ -2,7 +2,7 @@ r"""The concept paper's evaluation (Herdt & Otero Baguer) on a trained classifie
 
 Concepts per class, the stitched-image test (Tables 1/2), pairwise contrast
 classifiers for all pairs, the shifting test (Table 3), contrast concepts and
-the bias probe (Table 4) for chosen pairs; see jaxconcepts/concepts_pipeline.py.
+the bias probe (Table 4) for chosen pairs; see jaxconcepts/programs/concepts.py.
 
   # 1. a classifier (see configs/classifier.py), e.g. the VGG on Fashion-MNIST
   python train.py --config=configs/classifier.py:source=idx,epochs=4 \
