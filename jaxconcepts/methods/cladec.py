@@ -21,8 +21,17 @@ pixels (`pack`), so a ClaDec step for alpha = 0 costs only the decoder.
 Several seeds are trained at once: a state whose leaves carry a leading seed
 axis (`init_seeds`) and steps `vmap`ped over it (the seeds share the batch
 order and differ in initialisation and dropout).
+
+Every jitted function here is defined once at module level: modules and shapes
+are static arguments (flax modules hash by their attributes), weights are
+traced arguments. A new classifier checkpoint of the same architecture, or a
+second stage with the same shapes, reuses the compilation.
 """
 
+from __future__ import annotations
+
+import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import chex
@@ -32,8 +41,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxconcepts import utils
+from jaxconcepts.models import classifiers as models
+from jaxconcepts.models import split as split_lib
 from jaxconcepts.train import trainer as training
 
+# "sum": squared error summed over the pixels of an image (the paper);
+# "mean": averaged over them (the authors' code).
 REC_REDUCTIONS = ("sum", "mean")
 
 Batch = dict[str, jax.Array]
@@ -44,7 +58,12 @@ Batch = dict[str, jax.Array]
 # ---------------------------------------------------------------------------
 
 def check_alpha(alpha: float) -> float:
-  """Returns `alpha` as a float; ValueError unless it lies in [0, 1]."""
+  """Returns `alpha` as a float.
+
+  Raises:
+    TypeError: for a value that is not a number.
+    ValueError: unless it lies in [0, 1].
+  """
   try:
     a = float(alpha)
   except (TypeError, ValueError) as e:
@@ -55,10 +74,8 @@ def check_alpha(alpha: float) -> float:
 
 
 def check_rec_reduction(reduction: str) -> str:
-  if reduction not in REC_REDUCTIONS:
-    raise ValueError(f"unknown rec_reduction {reduction!r}; valid: {list(REC_REDUCTIONS)} "
-                     "('sum' over pixels per image as the paper, 'mean' as the authors' code)")
-  return reduction
+  """Returns `reduction` if it is one of `REC_REDUCTIONS`; ValueError naming the valid ones."""
+  return utils.check_choice("rec_reduction", reduction, REC_REDUCTIONS)
 
 
 def per_image_rec(x_hat: jax.Array, x: jax.Array, reduction: str = "sum") -> jax.Array:
@@ -117,7 +134,7 @@ def cladec_loss(x_hat: jax.Array, x: jax.Array, logits: jax.Array | None,
 
 
 # ---------------------------------------------------------------------------
-# Models
+# Models and data
 # ---------------------------------------------------------------------------
 
 class RefAE(nn.Module):
@@ -134,11 +151,17 @@ class RefAE(nn.Module):
   decoder: nn.Module
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    """Reconstructions (N, H, W, C) of images `x` (N, H, W, C)."""
     return self.decoder(self.encoder(x, train, stop=self.layer))
 
 
-def select_neurons(codes: jax.Array | np.ndarray, neurons: Sequence[int] | None):
-  """Keeps the given neurons (channels, the last axis) of codes (N, ..., c)."""
+def select_neurons(codes: jax.typing.ArrayLike,
+                   neurons: Sequence[int] | None) -> jax.typing.ArrayLike:
+  """Keeps the given neurons (channels, the last axis) of codes (N, ..., c).
+
+  Raises:
+    ValueError: for an empty list or an index outside [0, c).
+  """
   if neurons is None:
     return codes
   idx = np.asarray(neurons, np.int64)
@@ -149,6 +172,38 @@ def select_neurons(codes: jax.Array | np.ndarray, neurons: Sequence[int] | None)
     raise ValueError(f"neuron indices must lie in [0, {c}) (the layer has {c} neurons per "
                      f"position), got range [{idx.min()}, {idx.max()}]")
   return codes[..., idx]
+
+
+def neuron_subsets(nested: Sequence[int], disjoint_size: int, disjoint_count: int,
+                   channels: int, layer: str = "the layer") -> tuple[tuple[str, int, int], ...]:
+  """Runs of channels for decoders that see only part of a layer (Figs. 13/14).
+
+  Args:
+    nested: sizes n of the nested subsets, channels [0, n).
+    disjoint_size, disjoint_count: `disjoint_count` consecutive disjoint runs of
+      `disjoint_size` channels from channel 0 (count 0: none).
+    channels: the layer's channels.
+    layer: named in errors.
+
+  Returns:
+    ((kind, start, stop), ...) with kind "nested" or "disjoint", nested first.
+
+  Raises:
+    ValueError: a subset larger than the layer, naming both.
+  """
+  out = []
+  for n in nested:
+    if n > channels:
+      raise ValueError(f"neuron subset of size {n} is larger than layer {layer!r}, which has "
+                       f"{channels} neurons (channels)")
+    out.append(("nested", 0, int(n)))
+  size, count = int(disjoint_size), int(disjoint_count)
+  if count > 0:
+    if size * count > channels:
+      raise ValueError(f"{count} disjoint neuron subsets of size {size} need {size * count} "
+                       f"neurons, but layer {layer!r} has {channels} (channels)")
+    out += [("disjoint", i * size, (i + 1) * size) for i in range(count)]
+  return tuple(out)
 
 
 def pack(images: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -172,61 +227,80 @@ def unpack(packed: jax.Array, image_shape: Sequence[int],
   return (packed[:, :p].reshape(b, *image_shape), packed[:, p:].reshape(b, *code_shape))
 
 
-def map_batches(fn: Callable[..., jax.Array], *arrays: np.ndarray, args: Sequence[Any] = (),
-                batch_size: int = 256) -> np.ndarray:
-  """`fn(*args, *batch)` over aligned arrays in fixed-size batches, concatenated.
+# ---------------------------------------------------------------------------
+# Inference over a data set (one compilation per module and batch shape)
+# ---------------------------------------------------------------------------
 
-  The last batch is padded (so `fn` compiles once) and the padding dropped.
-  `fn` is jitted here unless it already is (has `.lower`): pass a jitted
-  function that takes the weights in `args` to reuse one compilation across
-  calls with different weights.
+@functools.partial(jax.jit, static_argnums=0)
+def encode_batch(s: split_lib.Split, variables: Any, x: jax.Array) -> jax.Array:
+  """The frozen classifier's codes (B, *code_shape) at `s.layer` for images (B, H, W, C)."""
+  return s.encode(variables, x)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def decode_batch(decoder: nn.Module, params: Any, codes: jax.Array) -> jax.Array:
+  """Reconstructions (B, H, W, C) in [0, 1] of codes (B, *code_shape)."""
+  return decoder.apply({"params": params}, codes)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def refae_batch(refae: RefAE, variables: Any, x: jax.Array) -> jax.Array:
+  """RefAE reconstructions (B, H, W, C) of images (B, H, W, C), eval mode."""
+  return refae.apply(variables, x, train=False)
+
+
+def encode_dataset(s: split_lib.Split, variables: Any, images: np.ndarray,
+                   batch_size: int = 256) -> np.ndarray:
+  """Codes (N, *code_shape) float32 of all images (N, H, W, C), in batches."""
+  chex.assert_rank(images, 4)
+  return utils.map_batches(encode_batch, np.asarray(images, np.float32), args=(s, variables),
+                           batch_size=batch_size).astype(np.float32)
+
+
+def layer_codes(s: split_lib.Split, variables: Any, images: np.ndarray, batch_size: int = 256,
+                neurons: tuple[int, int] | None = None) -> np.ndarray:
+  """Codes (N, *code_shape) float32 of all images, optionally only channels [start, stop)."""
+  codes = encode_dataset(s, variables, images, batch_size)
+  if neurons is not None:
+    codes = np.ascontiguousarray(select_neurons(codes, range(*neurons)))
+  return codes
+
+
+def decode(decoder: nn.Module, params: Any, codes: np.ndarray,
+           batch_size: int = 256) -> np.ndarray:
+  """Reconstructions (N, H, W, C) float32 of codes (N, ...) for one seed's params."""
+  return utils.map_batches(decode_batch, codes, args=(decoder, params),
+                           batch_size=batch_size).astype(np.float32)
+
+
+def reconstruct(s: split_lib.Split, variables: Any, decoder: nn.Module, params: Any,
+                images: np.ndarray, batch_size: int = 256,
+                neurons: tuple[int, int] | None = None) -> np.ndarray:
+  """ClaDec's reconstructions (N, H, W, C) float32 of images (N, H, W, C).
 
   Args:
-    fn: (*args, *(B, ...)) -> (B, ...).
-    *arrays: (N, ...) arrays, N >= 1.
-    args: leading arguments passed unchanged (e.g. variables).
+    s: the classifier cut at the decoded layer.
+    variables: the classifier's variables.
+    decoder, params: one seed's decoder.
+    images: (N, H, W, C).
     batch_size: rows per call.
-
-  Returns:
-    (N, ...) numpy array.
+    neurons: the decoder sees only channels [start, stop) of the codes.
   """
-  n = arrays[0].shape[0]
-  if any(a.shape[0] != n for a in arrays):
-    raise ValueError(f"arrays differ in length: {[a.shape[0] for a in arrays]}")
-  if n == 0:
-    raise ValueError("map_batches needs at least one row")
-  bs = max(1, min(int(batch_size), n))
-  jfn = fn if hasattr(fn, "lower") else jax.jit(fn)
-  out = []
-  for start in range(0, n, bs):
-    chunk = [np.asarray(a[start:start + bs]) for a in arrays]
-    k = chunk[0].shape[0]
-    if k < bs:
-      chunk = [np.concatenate([c, np.zeros((bs - k,) + c.shape[1:], c.dtype)]) for c in chunk]
-    out.append(np.asarray(jfn(*args, *chunk))[:k])
-  return np.concatenate(out, axis=0)
+  return decode(decoder, params, layer_codes(s, variables, images, batch_size, neurons),
+                batch_size)
 
 
-def encode_dataset(encode_fn: Callable[..., jax.Array], images: np.ndarray, args=(),
-                   batch_size: int = 256) -> np.ndarray:
-  """Codes (N, ...) float32 of all images: `encode_fn(*args, x)` in batches."""
-  return map_batches(encode_fn, np.asarray(images, np.float32), args=args,
-                     batch_size=batch_size).astype(np.float32)
+def refae_reconstruct(refae: RefAE, variables: Any, images: np.ndarray,
+                      batch_size: int = 256) -> np.ndarray:
+  """RefAE reconstructions (N, H, W, C) float32 in eval mode for one seed's variables."""
+  chex.assert_rank(images, 4)
+  return utils.map_batches(refae_batch, images, args=(refae, variables),
+                           batch_size=batch_size).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
 # Seeds: states with a leading seed axis
 # ---------------------------------------------------------------------------
-
-def seed_keys(seeds: Sequence[int]) -> jax.Array:
-  """One PRNG key per seed, stacked (S, 2)."""
-  seeds = [int(s) for s in seeds]
-  if not seeds:
-    raise ValueError("seeds must not be empty")
-  if len(set(seeds)) != len(seeds):
-    raise ValueError(f"seeds has duplicates: {seeds}")
-  return jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-
 
 def init_seeds(init_fn: Callable[[jax.Array], dict], tx: optax.GradientTransformation,
                apply_fn: Callable, seeds: Sequence[int]) -> training.TrainState:
@@ -239,7 +313,7 @@ def init_seeds(init_fn: Callable[[jax.Array], dict], tx: optax.GradientTransform
     apply_fn: stored in the state (static).
     seeds: S distinct ints.
   """
-  keys = seed_keys(seeds)
+  keys = utils.seed_keys(seeds)
   per_seed = [init_fn(keys[i]) for i in range(keys.shape[0])]
   per_seed = [{"params": v["params"], "batch_stats": v.get("batch_stats", {})} for v in per_seed]
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *per_seed)
@@ -249,6 +323,53 @@ def init_seeds(init_fn: Callable[[jax.Array], dict], tx: optax.GradientTransform
 def seed_slice(tree: Any, i: int) -> Any:
   """The `i`-th seed's leaves of a seed-stacked pytree."""
   return jax.tree.map(lambda a: a[i], tree)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def init_decoder(decoder: nn.Module, code_shape: tuple[int, ...], key: jax.Array) -> dict:
+  """A decoder's {"params"} for codes of per-example shape `code_shape` (a tuple)."""
+  return decoder.init(key, jnp.zeros((1, *code_shape), jnp.float32))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def init_classifier(model: nn.Module, image_shape: tuple[int, ...], key: jax.Array) -> dict:
+  """A classifier's {"params", "batch_stats"} for images of shape `image_shape` (a tuple)."""
+  return models.init_variables(model, key, image_shape)
+
+
+def init_decoder_seeds(decoder: nn.Module, code_shape: Sequence[int],
+                       tx: optax.GradientTransformation,
+                       seeds: Sequence[int]) -> training.TrainState:
+  """Seed-stacked decoder states (see `init_seeds`) for codes of shape `code_shape`."""
+  init_fn = functools.partial(init_decoder, decoder, tuple(int(s) for s in code_shape))
+  return init_seeds(init_fn, tx, decoder.apply, seeds)
+
+
+def init_refae_seeds(refae: RefAE, image_shape: Sequence[int],
+                     tx: optax.GradientTransformation,
+                     seeds: Sequence[int]) -> training.TrainState:
+  """Seed-stacked RefAE states; the encoder is initialised as the classifier would be.
+
+  The full classifier is initialised (one compilation for every layer and
+  seed) and cut at the layer; the decoder's init is shared with ClaDec's
+  decoder of the same code shape.
+  """
+  image_shape = tuple(int(s) for s in image_shape)
+  dummy = jnp.zeros((1, *image_shape), jnp.float32)
+  abstract = jax.eval_shape(lambda: refae.init({"params": jax.random.PRNGKey(0)}, dummy,
+                                               train=False))
+  enc_params = list(abstract["params"]["encoder"])
+  enc_stats = list(abstract.get("batch_stats", {}).get("encoder", {}))
+  code_shape = split_lib.Split(refae.encoder, refae.layer).shape(image_shape)
+
+  def init_fn(key):
+    k_enc, k_dec = jax.random.split(key)
+    full = init_classifier(refae.encoder, image_shape, k_enc)
+    return {"params": {"encoder": {k: full["params"][k] for k in enc_params},
+                       "decoder": init_decoder(refae.decoder, code_shape, k_dec)["params"]},
+            "batch_stats": {"encoder": {k: full["batch_stats"][k] for k in enc_stats}}}
+
+  return init_seeds(init_fn, tx, refae.apply, seeds)
 
 
 def _vmap_seeds(step_one: Callable) -> Callable:
@@ -270,54 +391,97 @@ def _vmap_seeds(step_one: Callable) -> Callable:
 # Steps
 # ---------------------------------------------------------------------------
 
-def make_cladec_step(decoder: nn.Module, classifier_apply: Callable[[jax.Array], jax.Array],
-                     image_shape: Sequence[int], code_shape: Sequence[int], alpha: float,
-                     rec_reduction: str = "sum") -> Callable:
-  """The ClaDec training step over seed-stacked decoder states.
+@dataclasses.dataclass(frozen=True)
+class CladecSpec:
+  """Everything static about a ClaDec step; hashable, holds no weights.
 
-  Args:
+  Attributes:
     decoder: the decoder module (its state holds only its params).
-    classifier_apply: x (B, H, W, C) -> logits with the classifier's variables
-      bound, in eval mode; frozen (not part of the state), gradients flow
-      through it. Not called when alpha == 0.
+    classifier: the frozen classifier module, applied in eval mode to the
+      reconstructions; its variables are an argument of the step. May be
+      None when alpha == 0 (it is not called then).
     image_shape, code_shape: per-example shapes inside the packed batch.
     alpha: Eq. 1's trade-off, in [0, 1].
     rec_reduction: "sum" | "mean".
+  """
+  decoder: nn.Module
+  classifier: nn.Module | None
+  image_shape: tuple[int, ...]
+  code_shape: tuple[int, ...]
+  alpha: float
+  rec_reduction: str = "sum"
+
+  def __post_init__(self):
+    object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+    object.__setattr__(self, "code_shape", tuple(int(s) for s in self.code_shape))
+    object.__setattr__(self, "alpha", check_alpha(self.alpha))
+    check_rec_reduction(self.rec_reduction)
+    if self.alpha > 0 and self.classifier is None:
+      raise ValueError(f"alpha={self.alpha} > 0 needs the classifier")
+
+
+@functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=0)
+def cladec_train_step(state: training.TrainState, batch: Batch, key: jax.Array,
+                      classifier_variables: Any = None, *,
+                      spec: CladecSpec) -> tuple[training.TrainState, dict[str, jax.Array]]:
+  """One ClaDec step (Eq. 1) over seed-stacked decoder states; donates `state`.
+
+  Args:
+    state: seed-stacked decoder state (see `init_decoder_seeds`).
+    batch: {"image": packed (B, P + D) from `pack`, "label" (B,), "mask" (B,)}.
+    key: unused (the decoder is deterministic); kept for the `fit` protocol.
+    classifier_variables: the frozen classifier's {"params", "batch_stats"};
+      traced, so a new checkpoint does not recompile. Unused when alpha == 0.
+    spec: the static description (hashable).
 
   Returns:
-    `step(state, batch, key) -> (state, metrics)` with batch {"image": packed
-    (B, P + D) from `pack`, "label", "mask"}; metrics are sums over the batch
-    ("loss" = total, "rec", "ce", "correct" of C on x_hat) averaged over seeds.
+    (state, metrics): sums over the batch ("loss" = total, "rec", "ce") averaged
+    over seeds, and "count".
   """
-  alpha = check_alpha(alpha)
-  check_rec_reduction(rec_reduction)
 
   def step_one(state, batch, key):
     del key  # the decoder is deterministic
-    x, code = unpack(batch["image"], image_shape, code_shape)
+    x, code = unpack(batch["image"], spec.image_shape, spec.code_shape)
 
     def loss_fn(params):
-      x_hat = decoder.apply({"params": params}, code)
-      logits = classifier_apply(x_hat) if alpha > 0 else None
-      loss, parts = cladec_loss(x_hat, x, logits, batch["label"], alpha, rec_reduction,
-                                batch["mask"])
-      return loss, parts
+      x_hat = spec.decoder.apply({"params": params}, code)
+      logits = (spec.classifier.apply(classifier_variables, x_hat, train=False)
+                if spec.alpha > 0 else None)
+      return cladec_loss(x_hat, x, logits, batch["label"], spec.alpha, spec.rec_reduction,
+                         batch["mask"])
 
     grads, parts = jax.grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads)
     return state, {"loss": parts["total_sum"], "rec": parts["rec_sum"], "ce": parts["ce_sum"],
                    "count": batch["mask"].sum().astype(jnp.float32)}
 
-  return _vmap_seeds(step_one)
+  return _vmap_seeds(step_one)(state, batch, key)
 
 
-def make_refae_step(refae: RefAE, rec_reduction: str = "sum") -> Callable:
-  """The RefAE training step (reconstruction loss only) over seed-stacked states.
+def make_cladec_step(decoder: nn.Module, classifier: nn.Module | None,
+                     image_shape: Sequence[int], code_shape: Sequence[int], alpha: float,
+                     rec_reduction: str = "sum") -> Callable:
+  """The ClaDec training step for one spec (see `CladecSpec`, `cladec_train_step`).
 
-  Batch {"image" (B, H, W, C), "label" (unused), "mask"}; BatchNorm and dropout
-  in train mode (`key` drives dropout).
+  Returns:
+    `step(state, batch, key, classifier_variables) -> (state, metrics)`, a
+    partial of the module-level jitted `cladec_train_step`: every step with
+    the same spec shares one compilation, whatever the classifier's weights.
   """
-  check_rec_reduction(rec_reduction)
+  spec = CladecSpec(decoder, classifier, image_shape, code_shape, alpha, rec_reduction)
+  return functools.partial(cladec_train_step, spec=spec)
+
+
+@functools.partial(jax.jit, static_argnames=("refae", "rec_reduction"), donate_argnums=0)
+def refae_train_step(state: training.TrainState, batch: Batch, key: jax.Array, *,
+                     refae: RefAE,
+                     rec_reduction: str = "sum") -> tuple[training.TrainState,
+                                                          dict[str, jax.Array]]:
+  """One RefAE step (reconstruction loss only) over seed-stacked states; donates `state`.
+
+  Batch {"image" (B, H, W, C), "label" (unused), "mask" (B,)}; BatchNorm and
+  dropout in train mode (`key` drives dropout, one key per seed).
+  """
 
   def step_one(state, batch, key):
     x = batch["image"]
@@ -334,29 +498,18 @@ def make_refae_step(refae: RefAE, rec_reduction: str = "sum") -> Callable:
     return state, {"loss": parts["rec_sum"], "rec": parts["rec_sum"],
                    "count": batch["mask"].sum().astype(jnp.float32)}
 
-  return _vmap_seeds(step_one)
+  return _vmap_seeds(step_one)(state, batch, key)
+
+
+def make_refae_step(refae: RefAE, rec_reduction: str = "sum") -> Callable:
+  """`step(state, batch, key)`: `refae_train_step` for this RefAE (one compilation per RefAE)."""
+  check_rec_reduction(rec_reduction)
+  return functools.partial(refae_train_step, refae=refae, rec_reduction=rec_reduction)
 
 
 # ---------------------------------------------------------------------------
-# Inference and evaluation
+# Evaluation
 # ---------------------------------------------------------------------------
-
-def decode(decoder: nn.Module, params: Any, codes: np.ndarray, batch_size: int = 256,
-           decode_fn: Callable | None = None) -> np.ndarray:
-  """Reconstructions (N, H, W, C) of codes (N, ...) for one seed's params.
-
-  `decode_fn(params, codes)` (jitted) may be passed to reuse a compilation.
-  """
-  fn = decode_fn or jax.jit(lambda p, c: decoder.apply({"params": p}, c))
-  return map_batches(fn, codes, args=(params,), batch_size=batch_size).astype(np.float32)
-
-
-def refae_reconstruct(refae: RefAE, variables: Any, images: np.ndarray, batch_size: int = 256,
-                      apply_fn: Callable | None = None) -> np.ndarray:
-  """RefAE reconstructions in eval mode for one seed's variables."""
-  fn = apply_fn or jax.jit(lambda v, x: refae.apply(v, x, train=False))
-  return map_batches(fn, images, args=(variables,), batch_size=batch_size).astype(np.float32)
-
 
 def reconstruction_metrics(x_hat: np.ndarray, x: np.ndarray, *,
                            logits: np.ndarray | None = None, labels: np.ndarray | None = None,
@@ -372,7 +525,7 @@ def reconstruction_metrics(x_hat: np.ndarray, x: np.ndarray, *,
 
   Returns:
     {"rec", "rec_sum", "rec_mean"} and, with logits, {"ce", "accuracy", "total"}
-    (total = (1 - alpha) rec + alpha ce).
+    (total = (1 - alpha) rec + alpha ce). Accumulated in float64 on the host.
   """
   x_hat = np.asarray(x_hat, np.float32)
   x = np.asarray(x, np.float32)

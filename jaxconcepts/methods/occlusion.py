@@ -175,3 +175,74 @@ def occlusion_accuracy(predict_fn: Callable[[np.ndarray], np.ndarray],
   acc_min = float((predict_fn(occluded[rows, i_min]) == labels).mean())
   acc_max = float((predict_fn(occluded[rows, i_max]) == labels).mean())
   return {"acc_max": acc_max, "acc_min": acc_min, "delta_acc": acc_min - acc_max}
+
+
+def tie_break_priority(seed: int, n: int, k: int) -> np.ndarray:
+  """(n, k) float64 uniform priorities for breaking ties, drawn from `(seed, 7)`.
+
+  One draw per seed, shared by the ClaDec and GradCAM rankings of that seed
+  and by the argmin and the argmax.
+  """
+  return np.random.default_rng((int(seed), 7)).random((n, k))
+
+
+def occlusion_trial(predict_fn: Callable[[np.ndarray], np.ndarray], occluded: np.ndarray,
+                    labels: np.ndarray, relevance: np.ndarray,
+                    priority: np.ndarray) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+  """Occludes each image's least and most relevant square and measures the accuracy.
+
+  Args:
+    predict_fn: (M, H, W, C) -> (M,) predicted classes.
+    occluded: (N, K, H, W, C) all occluded versions.
+    labels: (N,) true labels.
+    relevance: (N, K) relevance of each square (ClaDec or GradCAM).
+    priority: (N, K) tie-break priorities (see `tie_break_priority`).
+
+  Returns:
+    ({"acc_max", "acc_min", "delta_acc"}, i_min (N,), i_max (N,)).
+  """
+  i_min, i_max = pick_squares(relevance, priority)
+  return occlusion_accuracy(predict_fn, occluded, labels, i_min, i_max), i_min, i_max
+
+
+def occlusion_study(predict_fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+                    labels: np.ndarray, occluded: np.ndarray, masks: np.ndarray,
+                    gradcam_relevance: np.ndarray, seeds: Sequence[int],
+                    reconstruct: Callable[[int, np.ndarray], np.ndarray] | None) -> dict:
+  """One layer's occlusion trials per seed, by ClaDec relevance and by GradCAM relevance.
+
+  Args:
+    predict_fn: (M, H, W, C) -> (M,) the classifier's predicted classes.
+    images: (N, H, W, C); labels: (N,) int.
+    occluded: (N, K, H, W, C) from `occlude`.
+    masks: (K, H, W) from `square_masks`.
+    gradcam_relevance: (N, K) from `map_relevance` of the GradCAM maps.
+    seeds: one trial per seed (its tie-break priorities and, for ClaDec, its
+      decoder).
+    reconstruct: `(seed_index, images (M, H, W, C)) -> (M, H, W, C)` ClaDec
+      reconstructions, or None when there is no trained decoder.
+
+  Returns:
+    {"cladec": [accuracies per seed] (empty without `reconstruct`),
+     "gradcam": [accuracies per seed], "example": the first seed's (images,
+     recon, occluded, recon_occluded, i_min, i_max) or None}; accuracies are
+    `occlusion_accuracy` dicts.
+  """
+  chex.assert_rank(occluded, 5)
+  n, k = occluded.shape[:2]
+  chex.assert_shape([images, gradcam_relevance], [(n, *occluded.shape[2:]), (n, k)])
+  shape = occluded.shape[2:]
+  out = {"cladec": [], "gradcam": [], "example": None}
+  for i, seed in enumerate(seeds):
+    priority = tie_break_priority(seed, n, k)
+    if reconstruct is not None:
+      recon = reconstruct(i, images)
+      recon_occ = reconstruct(i, occluded.reshape((n * k,) + shape)).reshape((n, k) + shape)
+      accs, i_min, i_max = occlusion_trial(predict_fn, occluded, labels,
+                                           cladec_relevance(recon, recon_occ, masks), priority)
+      out["cladec"].append(accs)
+      if i == 0:
+        out["example"] = (images, recon, occluded, recon_occ, i_min, i_max)
+    out["gradcam"].append(occlusion_trial(predict_fn, occluded, labels, gradcam_relevance,
+                                          priority)[0])
+  return out

@@ -1,23 +1,31 @@
-"""The classifier stage: validate a config, load data, train, restore, evaluate.
+"""The classifier program: validate a config, load data, train, restore, evaluate.
 
-Used by `train.py` for `config.task == "classifier"`, by the ClaDec pipeline
+Used by `train.py` for `config.task == "classifier"`, by the ClaDec program
 (the explained classifier and the evaluation classifiers) and by the concept
-pipeline (which explains a classifier restored from a workdir).
+program (which explains a classifier restored from a workdir).
+
+A trained classifier's workdir holds `config.json` (the config and what is
+needed to rebuild the model: `dataset_info`) and `checkpoints/classifier`.
 """
+
+from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import time
+from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
 import jax
+from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
-from jaxconcepts.programs import config_utils
+from jaxconcepts import report
+from jaxconcepts import utils
 from jaxconcepts.data import sources as data_lib
 from jaxconcepts.models import classifiers as models
-from jaxconcepts import report
+from jaxconcepts.train import checkpoints
 from jaxconcepts.train import trainer as training
 
 CONFIG_FILE = "config.json"
@@ -29,9 +37,9 @@ def validate_data_and_arch(config: ml_collections.ConfigDict) -> None:
   Raises:
     ValueError: naming the bad value and the valid choices.
   """
-  config_utils.check_choice("source", config.data.source, data_lib.SOURCES)
-  config_utils.check_choice("dataset", config.data.dataset, data_lib.DATASETS)
-  config_utils.check_choice("arch", config.arch, models.ARCHS)
+  utils.check_choice("source", config.data.source, data_lib.SOURCES)
+  utils.check_choice("dataset", config.data.dataset, data_lib.DATASETS)
+  utils.check_choice("arch", config.arch, models.ARCHS)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -41,7 +49,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     ValueError: naming the bad value and the valid choices.
   """
   validate_data_and_arch(config)
-  config_utils.check_choice("optimizer", config.optimizer.name, ("sgd", "adam"))
+  utils.check_choice("optimizer", config.optimizer.name, ("sgd", "adam"))
   for key in ("num_epochs", "batch_size"):
     if int(config[key]) < 1:
       raise ValueError(f"{key} must be >= 1, got {config[key]}")
@@ -57,26 +65,50 @@ def load_data(data_config: ml_collections.ConfigDict) -> data_lib.Dataset:
       max_test=data_config.get("max_test"))
 
 
-def build_model(arch: str, num_classes: int, image_shape, **kwargs: Any):
+def build_model(arch: str, num_classes: int, image_shape: Sequence[int], **kwargs: Any):
   """Creates the model and checks that it can take `image_shape`."""
   model = models.create_model(arch, num_classes, **kwargs)
   model.check_input_shape(tuple(image_shape))
   return model
 
 
-def init_state(model, config: ml_collections.ConfigDict, image_shape,
+def init_state(model: Any, config: ml_collections.ConfigDict, image_shape: Sequence[int],
                steps_per_epoch: int, key: jax.Array):
-  """(TrainState, lr schedule) for the classifier described by `config`."""
+  """(TrainState, lr schedule) for the classifier described by `config`.
+
+  The variables are initialised eagerly from `key` (as every run before did),
+  so a config and key give the same initial weights.
+  """
   variables = models.init_variables(model, key, image_shape)
   tx, lr_fn = training.optimizer_from_config(config.optimizer, steps_per_epoch,
                                              config.num_epochs)
   return training.create_train_state(model.apply, variables, tx), lr_fn
 
 
-def save_config(config: ml_collections.ConfigDict, workdir: str, extra: dict) -> None:
+def dataset_info(arch: str, dataset: data_lib.Dataset) -> dict[str, Any]:
+  """The `classifier` entry of config.json: what `restore_classifier` rebuilds the model from."""
+  return {"classifier": {
+      "arch": arch, "num_classes": dataset.num_classes, "image_shape": list(dataset.image_shape),
+      "num_train": dataset.num_train, "dataset": dataset.name,
+      "class_names": list(dataset.class_names)}}
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str, extra: Mapping) -> None:
   """Writes the config and what is needed to rebuild the model to workdir/config.json."""
   payload = {"config": json.loads(config.to_json_best_effort()), **extra}
-  training.write_json_atomic(os.path.join(workdir, CONFIG_FILE), payload)
+  utils.write_json_atomic(os.path.join(workdir, CONFIG_FILE), payload)
+
+
+def eval_scores_fn(images: np.ndarray, labels: np.ndarray, batch_size: int,
+                   mesh: Mesh) -> Callable[[Any], dict[str, float]]:
+  """`fit`'s eval_fn: state -> {"test_loss", "test_accuracy"} on (images, labels)."""
+
+  def eval_fn(state):
+    m = training.evaluate_arrays(training.classifier_eval_step, state, images, labels,
+                                 batch_size, mesh)
+    return {"test_loss": m["loss"], "test_accuracy": m["accuracy"]}
+
+  return eval_fn
 
 
 def train_classifier(config: ml_collections.ConfigDict, workdir: str, *,
@@ -110,17 +142,129 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str, *,
   state, lr_fn = init_state(model, config, dataset.image_shape, steps,
                             jax.random.PRNGKey(config.seed))
 
-  def eval_fn(state):
-    m = training.evaluate_arrays(training.classifier_eval_step, state, x_test,
-                                 dataset.test_labels, config.eval_batch_size, mesh)
-    return {"test_loss": m["loss"], "test_accuracy": m["accuracy"]}
-
+  eval_fn = eval_scores_fn(x_test, dataset.test_labels, config.eval_batch_size, mesh)
   logging.info("%s: %s on %s (%d train / %d test images, %s), %d epochs", name, config.arch,
                dataset.name, len(x_train), len(x_test), dataset.image_shape, cfg.num_epochs)
   result = training.fit(name=name, workdir=workdir, state=state,
                         train_step=training.classifier_train_step, images=x_train,
                         labels=dataset.train_labels, cfg=cfg, eval_fn=eval_fn, lr_fn=lr_fn)
   return model, result
+
+
+def stage_config(parent: ml_collections.ConfigDict, num_epochs: int, seed: int,
+                 sub: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A `configs/classifier.py`-style config for a classifier another program trains.
+
+  Args:
+    parent: the program's config: data, arch, eval batch size and loop knobs.
+    num_epochs: epochs of this classifier.
+    seed: its seed.
+    sub: its sub-config (batch_size, optimizer), e.g. `parent.classifier`.
+  """
+  out = ml_collections.ConfigDict()
+  out.task = "classifier"
+  out.data = ml_collections.ConfigDict(parent.data.to_dict())
+  out.arch = parent.arch
+  out.num_epochs = int(num_epochs)
+  out.batch_size = int(sub.batch_size)
+  out.eval_batch_size = int(parent.eval_batch_size)
+  out.seed = int(seed)
+  out.optimizer = ml_collections.ConfigDict(sub.optimizer.to_dict())
+  for key in ("checkpoint_every_steps", "keep_checkpoints", "log_every_steps", "num_devices"):
+    out[key] = parent[key]
+  out.eval_every_epochs = max(int(num_epochs), 1)
+  return out
+
+
+def check_trained_workdir(path: str) -> None:
+  """FileNotFoundError unless `path` holds a trained classifier (config.json + checkpoint)."""
+  train_cmd = f"python train.py --config=configs/classifier.py --workdir={path}"
+  if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+    raise FileNotFoundError(f"classifier_workdir {path!r} has no {CONFIG_FILE}; "
+                            f"train the classifier first: {train_cmd}")
+  ckpt = checkpoints.stage_dir(path, "classifier")
+  if checkpoints.latest_step(ckpt) is None:
+    raise FileNotFoundError(f"classifier_workdir {path!r} has no classifier checkpoint under "
+                            f"{ckpt}; train it first: {train_cmd}")
+
+
+def check_matches(path: str, dataset: data_lib.Dataset, arch: str) -> None:
+  """ValueError unless the classifier trained in `path` is `arch` on `dataset`."""
+  with open(os.path.join(path, CONFIG_FILE)) as f:
+    info = json.load(f)["classifier"]
+  if (info["dataset"] != dataset.name or tuple(info["image_shape"]) != dataset.image_shape
+      or info["arch"] != arch):
+    raise ValueError(
+        f"the classifier in {path!r} is a {info['arch']} on {info['dataset']} "
+        f"{tuple(info['image_shape'])}, but the config asks for {arch} on "
+        f"{dataset.name} {dataset.image_shape}")
+
+
+def restore_variables(directory: str, model: Any, config: ml_collections.ConfigDict,
+                      image_shape: Sequence[int], num_train: int,
+                      snapshot: bool = False) -> Any | None:
+  """{"params", "batch_stats"} of the newest checkpoint under `directory`, or None.
+
+  Args:
+    directory: a stage directory holding a TrainState (`snapshot=False`, as
+      `train_classifier` saves) or bare variables (`snapshot=True`, as
+      `train_snapshots` saves).
+    model, config, image_shape, num_train: what the classifier was built and
+      trained with (they fix the saved structure; nothing is initialised).
+  """
+  steps = data_lib.num_batches(num_train, config.batch_size)
+  state = jax.eval_shape(lambda: init_state(model, config, image_shape, steps,
+                                            jax.random.PRNGKey(0))[0])
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  restored = checkpoints.restore_latest(directory, variables if snapshot else state)
+  if restored is None:
+    return None
+  if snapshot:
+    return restored[0]
+  return {"params": restored[0].params, "batch_stats": restored[0].batch_stats}
+
+
+def snapshot_dir(workdir: str, name: str, epochs: int) -> str:
+  """Where `train_snapshots` keeps the snapshot after `epochs` epochs."""
+  return checkpoints.stage_dir(workdir, f"{name}_e{epochs}")
+
+
+def train_snapshots(config: ml_collections.ConfigDict, workdir: str, dataset: data_lib.Dataset,
+                    epochs: Sequence[int], *, name: str = "clf_sweep") -> dict[int, float]:
+  """One classifier run, its variables saved after each of `epochs` epochs (0: untrained).
+
+  The run is the stage `name` (resumable like any `fit`); the snapshot after
+  E epochs goes to `snapshot_dir(workdir, name, E)`. The learning-rate
+  schedule is the one of `config.num_epochs`, so every snapshot is a point of
+  the same run.
+
+  Returns:
+    {E: seconds} for the snapshots made by this call (existing ones are kept).
+  """
+  model = build_model(config.arch, dataset.num_classes, dataset.image_shape)
+  steps = data_lib.num_batches(dataset.num_train, config.batch_size)
+  state, lr_fn = init_state(model, config, dataset.image_shape, steps,
+                            jax.random.PRNGKey(config.seed))
+  made = {}
+  for e in sorted(epochs):
+    snap = snapshot_dir(workdir, name, e)
+    if checkpoints.latest_step(snap) is not None:
+      continue
+    t0 = time.time()
+    snap_state = state
+    if e > 0:
+      loop = training.loop_config(config, num_epochs=e)
+      eval_fn = eval_scores_fn(dataset.test_images, dataset.test_labels,
+                               config.eval_batch_size, training.make_mesh(loop.num_devices))
+      result = training.fit(name=name, workdir=workdir, state=state,
+                            train_step=training.classifier_train_step,
+                            images=dataset.train_images, labels=dataset.train_labels, cfg=loop,
+                            eval_fn=eval_fn, lr_fn=lr_fn)
+      snap_state = jax.device_get(result.state)
+    checkpoints.save(snap, e, {"params": snap_state.params,
+                               "batch_stats": snap_state.batch_stats})
+    made[e] = time.time() - t0
+  return made
 
 
 def restore_classifier(workdir: str, name: str = "classifier"):
@@ -144,10 +288,10 @@ def restore_classifier(workdir: str, name: str = "classifier"):
   model = build_model(info["arch"], info["num_classes"], info["image_shape"])
   steps = data_lib.num_batches(info["num_train"], config.batch_size)
   state, _ = init_state(model, config, info["image_shape"], steps, jax.random.PRNGKey(0))
-  restored = training.restore_latest(os.path.join(workdir, "checkpoints", name), state)
+  restored = checkpoints.restore_latest(checkpoints.stage_dir(workdir, name), state)
   if restored is None:
     raise FileNotFoundError(
-        f"no checkpoint under {os.path.join(workdir, 'checkpoints', name)}; train the "
+        f"no checkpoint under {checkpoints.stage_dir(workdir, name)}; train the "
         f"classifier first (python train.py --config=configs/classifier.py --workdir={workdir})")
   state, step = restored
   variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -159,10 +303,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> training.FitResult:
   validate_config(config)
   dataset = load_data(config.data)
   build_model(config.arch, dataset.num_classes, dataset.image_shape)
-  save_config(config, workdir, {"classifier": {
-      "arch": config.arch, "num_classes": dataset.num_classes,
-      "image_shape": list(dataset.image_shape), "num_train": dataset.num_train,
-      "dataset": dataset.name, "class_names": list(dataset.class_names)}})
+  save_config(config, workdir, dataset_info(config.arch, dataset))
   _, result = train_classifier(config, workdir, dataset=dataset)
   return result
 
@@ -171,12 +312,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """`evaluate.py` entry for task "classifier": accuracy per class, as JSON + MD."""
   model, variables, train_config, info = restore_classifier(workdir)
   dataset = load_data(config.data)
-  predict = jax.jit(lambda x: jax.numpy.argmax(model.apply(variables, x), -1))
-  preds = []
-  for batch in data_lib.batches(dataset.test_images, dataset.test_labels,
-                                config.eval_batch_size, shuffle=False):
-    preds.append(np.asarray(predict(batch["image"]))[batch["mask"]])
-  preds = np.concatenate(preds)
+  preds = utils.map_batches(training.classifier_logits, dataset.test_images,
+                            args=(model, variables),
+                            batch_size=config.eval_batch_size).argmax(-1)
   labels = dataset.test_labels
   rows = []
   for c, cname in enumerate(dataset.class_names):

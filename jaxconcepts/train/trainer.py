@@ -10,36 +10,45 @@ stage (classifier, RefAE, ClaDec decoder, evaluation classifier) reuses.
   batch axis; the batch is sharded, the state replicated, and XLA inserts the
   reductions (BatchNorm statistics are over the global batch, so 1 and 8
   devices compute the same function). The same code runs on one device;
-* orbax `CheckpointManager` under `workdir/checkpoints/<name>`: saves every
-  `checkpoint_every_steps` and at the end, keeps `keep_checkpoints`, and resumes
-  automatically from the latest checkpoint. Everything that decides the next
-  step (shuffling order from (seed, epoch), dropout keys from
-  `fold_in(key, step)`) is a function of the step, so a resumed run is bitwise
-  equal to an uninterrupted one on CPU;
+* orbax checkpoints under `workdir/checkpoints/<name>` (see `checkpoints.py`):
+  saved every `checkpoint_every_steps` and at the end, the newest
+  `keep_checkpoints` kept, resumed automatically from the latest. Everything
+  that decides the next step (shuffling order from (seed, epoch), dropout keys
+  from `fold_in(key, step)`) is a function of the step, so a resumed run is
+  bitwise equal to an uninterrupted one on CPU;
 * clu metric writer (TensorBoard scalars: loss, accuracy, learning rate,
   images/s) when TensorFlow is installed (`pip install jaxconcepts[tfds]`),
   otherwise a logging writer; a per-epoch JSON log `workdir/metrics/<name>.json`;
 * progress lines (step, epoch, loss, images/s, ETA) every `log_every_steps`.
+
+Weights are always arguments of the jitted functions here (the state, or the
+`variables` of `classifier_logits`), never constants closed over, so a new
+checkpoint of the same architecture reuses the compilation.
 """
 
+from __future__ import annotations
+
 import dataclasses
+import functools
 import json
 import os
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
 import flax
 from flax.training import train_state
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxconcepts import utils
 from jaxconcepts.data import sources as data_lib
+from jaxconcepts.train import checkpoints
 
 Batch = Mapping[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -55,7 +64,7 @@ class TrainState(train_state.TrainState):
 # ---------------------------------------------------------------------------
 
 def create_learning_rate_fn(base_lr: float, steps_per_epoch: int, num_epochs: int,
-                            decay_fractions=(0.5, 0.75),
+                            decay_fractions: Sequence[float] = (0.5, 0.75),
                             decay_factor: float = 0.1) -> optax.Schedule:
   """Step schedule: `base_lr`, multiplied by `decay_factor` at each fraction.
 
@@ -75,13 +84,15 @@ def create_optimizer(name: str, learning_rate: optax.Schedule | float, *,
   PyTorch adds `weight_decay * param` to the gradient before the update for
   both `SGD` and `Adam`; `add_decayed_weights` before the optimiser does the
   same (this is not AdamW).
+
+  Raises:
+    ValueError: for an optimizer other than "sgd" or "adam".
   """
+  utils.check_choice("optimizer", name, ("sgd", "adam"))
   if name == "sgd":
     opt = optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov)
-  elif name == "adam":
-    opt = optax.adam(learning_rate)
   else:
-    raise ValueError(f"unknown optimizer {name!r}; valid optimizers: ['sgd', 'adam']")
+    opt = optax.adam(learning_rate)
   if weight_decay:
     return optax.chain(optax.add_decayed_weights(weight_decay), opt)
   return opt
@@ -116,7 +127,16 @@ def create_train_state(apply_fn: Callable, variables: Mapping[str, Any],
 
 def masked_cross_entropy(logits: jax.Array, labels: jax.Array,
                          mask: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """(mean CE over valid rows, summed CE, number of correct valid rows)."""
+  """Cross-entropy over the valid rows of a padded batch.
+
+  Args:
+    logits: (B, classes) float.
+    labels: (B,) int.
+    mask: (B,) bool, False on padding rows.
+
+  Returns:
+    (mean CE over valid rows, summed CE, number of correct valid rows), scalars.
+  """
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   m = mask.astype(logits.dtype)
   count = jnp.maximum(m.sum(), 1.0)
@@ -159,6 +179,18 @@ def classifier_eval_step(state: TrainState, batch: Batch) -> Metrics:
           "count": batch["mask"].sum().astype(jnp.float32)}
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def classifier_logits(model: nn.Module, variables: Any, x: jax.Array) -> jax.Array:
+  """A classifier's logits in eval mode: (B, H, W, C) f32 -> (B, classes) f32.
+
+  `model` is static (flax modules hash by their attributes) and `variables`
+  traced, so every checkpoint of one architecture shares one compilation per
+  batch shape. Map it over a large array with
+  `utils.map_batches(classifier_logits, x, args=(model, variables))`.
+  """
+  return model.apply(variables, x, train=False)
+
+
 def summarize(sums: Mapping[str, float]) -> dict[str, float]:
   """Turns summed metrics into means: loss / count, accuracy = correct / count."""
   count = max(float(sums["count"]), 1.0)
@@ -168,12 +200,18 @@ def summarize(sums: Mapping[str, float]) -> dict[str, float]:
   return out
 
 
+def _accumulate(sums: dict[str, float], metrics: Mapping[str, Any]) -> None:
+  """Adds one step's summed metrics (host values) into `sums`, in place."""
+  for k, v in metrics.items():
+    sums[k] = sums.get(k, 0.0) + float(v)
+
+
 # ---------------------------------------------------------------------------
 # Devices
 # ---------------------------------------------------------------------------
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
-  """A 1-D data-parallel mesh over the first `num_devices` local devices."""
+  """A 1-D data-parallel mesh over the first `num_devices` local devices (0/None: all)."""
   devices = jax.local_devices()
   n = len(devices) if num_devices in (None, 0) else int(num_devices)
   if not 1 <= n <= len(devices):
@@ -182,6 +220,7 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+  """Raises ValueError unless `batch_size` is a positive multiple of the mesh's devices."""
   n = mesh.devices.size
   if batch_size < 1 or batch_size % n:
     raise ValueError(f"batch_size must be a positive multiple of the {n} devices in the "
@@ -195,7 +234,32 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Places every leaf of `tree` on all devices of the mesh."""
   return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def enable_compilation_cache(directory: str | None, workdir: str) -> str | None:
+  """Turns on JAX's persistent compilation cache unless it is set already.
+
+  A program with many stages, run again to resume, or followed by its
+  evaluation, then reloads the programs compiled before instead of compiling
+  them again.
+
+  Args:
+    directory: the cache directory; None: `<workdir>/xla_cache`; "": off.
+    workdir: the run directory.
+
+  Returns:
+    The cache directory in use, or None.
+  """
+  current = jax.config.jax_compilation_cache_dir
+  if current:
+    return current
+  if directory == "":
+    return None
+  path = os.path.abspath(os.path.expanduser(directory or os.path.join(workdir, "xla_cache")))
+  jax.config.update("jax_compilation_cache_dir", path)
+  return path
 
 
 # ---------------------------------------------------------------------------
@@ -229,13 +293,39 @@ def create_writer(logdir: str):
   return metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0)
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON via a temporary file and rename, so readers never see half a file."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=False, default=float)
-  os.replace(tmp, path)
+class _ProgressLog:
+  """The progress line: metric sums and images seen since the last line, and the ETA."""
+
+  def __init__(self, name: str, writer: Any, lr_fn: optax.Schedule | None,
+               total_steps: int, every: int):
+    self.name, self.writer, self.lr_fn = name, writer, lr_fn
+    self.total_steps, self.every = total_steps, every
+    self.sums: dict[str, float] = {}
+    self.seen = 0
+    self.steps_done = 0
+    self.t_start = self.t_last = time.perf_counter()
+
+  def add(self, step: int, epoch: int, metrics: Mapping[str, Any]) -> None:
+    """Records the metrics of the step that ended at `step`; writes a line when due."""
+    _accumulate(self.sums, metrics)
+    self.seen += int(metrics["count"])
+    self.steps_done += 1
+    if step % self.every == 0 or step == self.total_steps:
+      self._write(step, epoch)
+
+  def _write(self, step: int, epoch: int) -> None:
+    now = time.perf_counter()
+    rate = self.seen / max(now - self.t_last, 1e-9)
+    means = summarize(self.sums)
+    scalars = {f"{self.name}/train_{k}": v for k, v in means.items()}
+    scalars[f"{self.name}/images_per_sec"] = rate
+    if self.lr_fn is not None:
+      scalars[f"{self.name}/learning_rate"] = float(self.lr_fn(step))
+    self.writer.write_scalars(step, scalars)
+    eta = (self.total_steps - step) * (now - self.t_start) / max(self.steps_done, 1)
+    logging.info("%s: step %d/%d (epoch %d) loss %.4f, %.0f images/s, ETA %.0fs", self.name,
+                 step, self.total_steps, epoch + 1, means.get("loss", float("nan")), rate, eta)
+    self.sums, self.seen, self.t_last = {}, 0, now
 
 
 # ---------------------------------------------------------------------------
@@ -256,6 +346,7 @@ class LoopConfig:
 
 
 def loop_config(config: ml_collections.ConfigDict, **overrides: Any) -> LoopConfig:
+  """A LoopConfig from the config's top-level fields of the same names, then `overrides`."""
   fields = {f.name for f in dataclasses.fields(LoopConfig)}
   values = {k: config[k] for k in fields if k in config}
   values.update(overrides)
@@ -264,38 +355,101 @@ def loop_config(config: ml_collections.ConfigDict, **overrides: Any) -> LoopConf
 
 @dataclasses.dataclass
 class FitResult:
+  """What `fit` returns: the final state, the per-epoch log, and the step it resumed from."""
   state: Any
   history: list[dict[str, float]]
   resumed_from_step: int
 
 
-def _checkpoint_manager(directory: str, cfg: LoopConfig) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=cfg.keep_checkpoints, save_interval_steps=1, create=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """Everything constant during one `fit` call."""
+  name: str
+  cfg: LoopConfig
+  mesh: Mesh
+  step_fn: Callable
+  step_args: tuple
+  images: np.ndarray
+  labels: np.ndarray
+  steps_per_epoch: int
+  total_steps: int
+  metrics_path: str
+  eval_fn: Callable[[Any], Mapping[str, float]] | None
 
 
-def restore_latest(directory: str, abstract_state: Any) -> tuple[Any, int] | None:
-  """Restores the newest checkpoint under `directory` into `abstract_state`'s structure.
+def _jit_step(train_step: Callable) -> Callable:
+  """`train_step` jitted with the state donated, unless it is jitted already.
 
-  Returns:
-    (state, step), or None if there is no checkpoint.
+  A step that is jitted already (has `.lower`), or a `functools.partial` of
+  one (e.g. a module-level `jax.jit` step with its static description bound),
+  is used as it is: it keeps its own compilation cache, so every stage with
+  the same shapes reuses one compilation. Wrapping it in a new `jax.jit`
+  would compile once per stage. The state's `apply_fn` and `tx` are part of
+  its tree structure, hence of that cache's key: stages that should share a
+  compilation must share those objects too.
   """
-  if not os.path.isdir(directory):
-    return None
-  with ocp.CheckpointManager(os.path.abspath(directory)) as mngr:
-    step = mngr.latest_step()
-    if step is None:
-      return None
-    state = mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
-  return state, int(step)
+  inner = train_step.func if isinstance(train_step, functools.partial) else train_step
+  if hasattr(inner, "lower"):
+    return train_step
+  return jax.jit(train_step, donate_argnums=(0,))
 
 
-def fit(*, name: str, workdir: str, state: Any,
-        train_step: Callable[[Any, Batch, jax.Array], tuple[Any, Metrics]],
+def _resume(run: _Run, ckpt_dir: str, state: Any) -> tuple[Any, list[dict[str, float]], int]:
+  """(state, history, step) from the latest checkpoint, or the initial state at step 0."""
+  restored = checkpoints.restore_latest(ckpt_dir, state)
+  if restored is None:
+    return state, [], 0
+  state, resumed_from = restored
+  history = []
+  if os.path.exists(run.metrics_path):
+    with open(run.metrics_path) as f:
+      history = [h for h in json.load(f)["epochs"]
+                 if h["epoch"] * run.steps_per_epoch <= resumed_from]
+  logging.info("%s: resumed from step %d of %d", run.name, resumed_from, run.total_steps)
+  return state, history, resumed_from
+
+
+def _end_of_epoch(run: _Run, writer: Any, state: Any, step: int, epoch: int,
+                  sums: Mapping[str, float]) -> dict[str, float]:
+  """The epoch's record: train means, and the `eval_fn` scores when due (logged)."""
+  record = {"epoch": epoch + 1, "step": step,
+            **{f"train_{k}": v for k, v in summarize(sums).items()}}
+  if run.eval_fn is not None and ((epoch + 1) % run.cfg.eval_every_epochs == 0
+                                  or step == run.total_steps):
+    scores = dict(run.eval_fn(state))
+    record.update(scores)
+    writer.write_scalars(step, {f"{run.name}/{k}": v for k, v in scores.items()})
+    logging.info("%s: epoch %d %s", run.name, epoch + 1,
+                 ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+  return record
+
+
+def _train_epoch(run: _Run, state: Any, step: int, mngr: Any, progress: _ProgressLog,
+                 history: list[dict[str, float]]) -> tuple[Any, int]:
+  """Trains from `step` to the end of its epoch; checkpoints and logs on the way."""
+  epoch, start_batch = divmod(step, run.steps_per_epoch)
+  base_key = jax.random.PRNGKey(run.cfg.seed)
+  sums: dict[str, float] = {}
+  for host_batch in data_lib.batches(run.images, run.labels, run.cfg.batch_size, shuffle=True,
+                                     seed=run.cfg.seed, epoch=epoch, start_batch=start_batch):
+    batch = shard_batch(host_batch, run.mesh)
+    key = jax.random.fold_in(base_key, step)
+    state, metrics = run.step_fn(state, batch, key, *run.step_args)
+    step += 1
+    metrics = jax.device_get(metrics)
+    _accumulate(sums, metrics)
+    progress.add(step, epoch, metrics)
+    if step % run.cfg.checkpoint_every_steps == 0 or step == run.total_steps:
+      checkpoints.save_step(mngr, step, state)
+  history.append(_end_of_epoch(run, progress.writer, state, step, epoch, sums))
+  utils.write_json_atomic(run.metrics_path, {"name": run.name, "epochs": history})
+  return state, step
+
+
+def fit(*, name: str, workdir: str, state: Any, train_step: Callable[..., tuple[Any, Metrics]],
         images: np.ndarray, labels: np.ndarray, cfg: LoopConfig,
         eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
-        lr_fn: optax.Schedule | None = None) -> FitResult:
+        lr_fn: optax.Schedule | None = None, step_args: Sequence[Any] = ()) -> FitResult:
   """Trains `state` with `train_step` for `cfg.num_epochs`, resuming if possible.
 
   Args:
@@ -303,100 +457,43 @@ def fit(*, name: str, workdir: str, state: Any,
       are prefixed `<name>/`, the epoch log is `workdir/metrics/<name>.json`.
     workdir: the run directory.
     state: the initial state (a pytree with an integer `.step`).
-    train_step: pure `(state, batch, key) -> (state, summed metrics)` with a
-      "count" entry; it is jitted here.
-    images: (N, H, W, C) training images; batches are {"image", "label",
-      "mask"} dicts of `cfg.batch_size` rows (the last padded and masked).
+    train_step: pure `(state, batch, key, *step_args) -> (state, summed
+      metrics)` with a "count" entry; jitted here (state donated) unless it is
+      jitted already (see `_jit_step`).
+    images: (N, H, W, C) training images (or any (N, ...) rows); batches are
+      {"image", "label", "mask"} dicts of `cfg.batch_size` rows (the last
+      padded and masked).
     labels: (N,) int labels.
     cfg: loop knobs.
     eval_fn: called with the state after each `eval_every_epochs`, returns
       scalars (e.g. {"test_accuracy": ...}) that are logged and recorded.
     lr_fn: schedule to log the learning rate from.
+    step_args: extra arguments of every step, e.g. a frozen model's variables
+      (traced, so a new checkpoint does not recompile the step); replicated
+      on the mesh like the state.
 
   Returns:
     FitResult with the final state, per-epoch history and the resumed step.
   """
   mesh = make_mesh(cfg.num_devices)
   check_batch_size(cfg.batch_size, mesh)
-  n = len(images)
-  steps_per_epoch = data_lib.num_batches(n, cfg.batch_size)
-  total_steps = steps_per_epoch * cfg.num_epochs
-  ckpt_dir = os.path.join(workdir, "checkpoints", name)
-  metrics_path = os.path.join(workdir, "metrics", f"{name}.json")
-
-  history: list[dict[str, float]] = []
-  resumed_from = 0
-  restored = restore_latest(ckpt_dir, state)
-  if restored is not None:
-    state, resumed_from = restored
-    if os.path.exists(metrics_path):
-      with open(metrics_path) as f:
-        history = [h for h in json.load(f)["epochs"]
-                   if h["epoch"] * steps_per_epoch <= resumed_from]
-    logging.info("%s: resumed from step %d of %d", name, resumed_from, total_steps)
+  steps_per_epoch = data_lib.num_batches(len(images), cfg.batch_size)
+  run = _Run(name=name, cfg=cfg, mesh=mesh, step_fn=_jit_step(train_step),
+             step_args=replicate(tuple(step_args), mesh), images=images, labels=labels,
+             steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * cfg.num_epochs,
+             metrics_path=os.path.join(workdir, "metrics", f"{name}.json"), eval_fn=eval_fn)
+  ckpt_dir = checkpoints.stage_dir(workdir, name)
+  state, history, resumed_from = _resume(run, ckpt_dir, state)
   state = replicate(state, mesh)
-  step = int(resumed_from)
-  if step >= total_steps:
-    logging.info("%s: already trained (%d steps)", name, step)
+  if resumed_from >= run.total_steps:
+    logging.info("%s: already trained (%d steps)", name, resumed_from)
     return FitResult(state, history, resumed_from)
-
   writer = create_writer(os.path.join(workdir, "tensorboard", name))
-  jit_step = jax.jit(train_step, donate_argnums=(0,))
-  base_key = jax.random.PRNGKey(cfg.seed)
-  sums: dict[str, float] = {}
-  log_sums: dict[str, float] = {}
-  t_log = time.perf_counter()
-  t_start = t_log
-  seen_since_log = 0
-  steps_done_here = 0
-
-  with _checkpoint_manager(ckpt_dir, cfg) as mngr:
-    while step < total_steps:
-      epoch, start_batch = divmod(step, steps_per_epoch)
-      if start_batch == 0:
-        sums = {}
-      it: Iterator[dict] = data_lib.batches(
-          images, labels, cfg.batch_size, shuffle=True, seed=cfg.seed,
-          epoch=epoch, start_batch=start_batch)
-      for host_batch in it:
-        batch = shard_batch(host_batch, mesh)
-        key = jax.random.fold_in(base_key, step)
-        state, metrics = jit_step(state, batch, key)
-        step += 1
-        steps_done_here += 1
-        metrics = jax.device_get(metrics)
-        for k, v in metrics.items():
-          sums[k] = sums.get(k, 0.0) + float(v)
-          log_sums[k] = log_sums.get(k, 0.0) + float(v)
-        seen_since_log += int(metrics["count"])
-        if step % cfg.log_every_steps == 0 or step == total_steps:
-          now = time.perf_counter()
-          rate = seen_since_log / max(now - t_log, 1e-9)
-          scalars = {f"{name}/train_{k}": v for k, v in summarize(log_sums).items()}
-          scalars[f"{name}/images_per_sec"] = rate
-          if lr_fn is not None:
-            scalars[f"{name}/learning_rate"] = float(lr_fn(step))
-          writer.write_scalars(step, scalars)
-          eta = (total_steps - step) * (now - t_start) / max(steps_done_here, 1)
-          logging.info("%s: step %d/%d (epoch %d) loss %.4f, %.0f images/s, ETA %.0fs",
-                       name, step, total_steps, epoch + 1,
-                       summarize(log_sums).get("loss", float("nan")), rate, eta)
-          log_sums, seen_since_log, t_log = {}, 0, now
-        end_of_epoch = step % steps_per_epoch == 0
-        if step % cfg.checkpoint_every_steps == 0 or step == total_steps:
-          mngr.save(step, args=ocp.args.StandardSave(state), force=True)
-        if end_of_epoch:
-          record = {"epoch": epoch + 1, "step": step,
-                    **{f"train_{k}": v for k, v in summarize(sums).items()}}
-          if eval_fn is not None and ((epoch + 1) % cfg.eval_every_epochs == 0
-                                      or step == total_steps):
-            scores = dict(eval_fn(state))
-            record.update(scores)
-            writer.write_scalars(step, {f"{name}/{k}": v for k, v in scores.items()})
-            logging.info("%s: epoch %d %s", name, epoch + 1,
-                         ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
-          history.append(record)
-          write_json_atomic(metrics_path, {"name": name, "epochs": history})
+  progress = _ProgressLog(name, writer, lr_fn, run.total_steps, cfg.log_every_steps)
+  step = resumed_from
+  with checkpoints.manager(ckpt_dir, cfg.keep_checkpoints) as mngr:
+    while step < run.total_steps:
+      state, step = _train_epoch(run, state, step, mngr, progress, history)
     mngr.wait_until_finished()
   writer.flush()
   return FitResult(state, history, resumed_from)
@@ -405,13 +502,27 @@ def fit(*, name: str, workdir: str, state: Any,
 def evaluate_arrays(eval_step: Callable[[Any, Batch], Metrics], state: Any,
                     images: np.ndarray, labels: np.ndarray, batch_size: int,
                     mesh: Mesh | None = None) -> dict[str, float]:
-  """Runs a jitted `eval_step` over all of (images, labels); returns means."""
+  """Means of a summed-metrics `eval_step` over all of (images, labels).
+
+  Uses the padded, masked batches of `data.sources.batches` (the same as
+  training), so the step sees one shape and its masked sums count real rows
+  only; each batch is sharded over `mesh`.
+
+  Args:
+    eval_step: `(state, batch) -> summed metrics` with a "count" entry; jitted
+      here (a module-level step compiles once per shape).
+    state: passed to every call.
+    images: (N, H, W, C); labels: (N,) int.
+    batch_size: rows per call, a multiple of the mesh's devices.
+    mesh: default: all local devices.
+
+  Returns:
+    The means of `summarize` (e.g. {"loss", "accuracy"}).
+  """
   mesh = mesh or make_mesh()
   check_batch_size(batch_size, mesh)
   step = jax.jit(eval_step)
   sums: dict[str, float] = {}
   for host_batch in data_lib.batches(images, labels, batch_size, shuffle=False):
-    metrics = jax.device_get(step(state, shard_batch(host_batch, mesh)))
-    for k, v in metrics.items():
-      sums[k] = sums.get(k, 0.0) + float(v)
+    _accumulate(sums, jax.device_get(step(state, shard_batch(host_batch, mesh))))
   return summarize(sums)

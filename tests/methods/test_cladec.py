@@ -1,6 +1,5 @@
-"""ClaDec: Eq. 1, the frozen classifier, RefAE, vmapped seeds, occlusion, config checks."""
-import os
-
+"""ClaDec methods: Eq. 1, the frozen classifier, RefAE, vmapped seeds, occlusion."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,13 +7,12 @@ import optax
 import pytest
 
 from jaxconcepts.methods import cladec
-from jaxconcepts.programs import cladec as cladec_pipeline
 from jaxconcepts.models import decoders
 from jaxconcepts.models import classifiers as models
+from jaxconcepts.models import split as split_lib
 from jaxconcepts.methods import occlusion as occ
 from jaxconcepts.train import trainer as training
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _SMALL = dict(widths=(4, 4, 8, 8, 8, 8, 16, 16))
 
 
@@ -90,8 +88,7 @@ def _cladec_setup(alpha, seeds, layer="conv3a"):
   tx = training.create_optimizer("adam", 1e-3)
   state = cladec.init_seeds(lambda k: dec.init(k, jnp.zeros((1, *codes.shape[1:]))), tx,
                             dec.apply, seeds)
-  step = cladec.make_cladec_step(dec, lambda x: model.apply(variables, x), (32, 32, 1),
-                                 codes.shape[1:], alpha)
+  step = cladec.make_cladec_step(dec, model, (32, 32, 1), codes.shape[1:], alpha)
   batch = {"image": jnp.asarray(cladec.pack(images, codes)), "label": jnp.asarray(labels),
            "mask": jnp.ones(len(labels), bool)}
   return model, variables, state, step, batch
@@ -101,12 +98,13 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one():
   _, _, both, step, batch = _cladec_setup(0.5, (3, 7))
   run = jax.jit(step)
   key = jax.random.PRNGKey(0)
+  _, variables = _classifier()
   for _ in range(2):
-    both, _ = run(both, batch, key)
+    both, _ = run(both, batch, key, variables)
   for i, seed in enumerate((3, 7)):
     _, _, one, step1, _ = _cladec_setup(0.5, (seed,))
     for _ in range(2):
-      one, _ = jax.jit(step1)(one, batch, key)
+      one, _ = jax.jit(step1)(one, batch, key, variables)
     for a, b in zip(jax.tree.leaves(cladec.seed_slice(both.params, i)),
                     jax.tree.leaves(cladec.seed_slice(one.params, 0))):
       np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
@@ -115,7 +113,7 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one():
 def test_classifier_is_frozen_but_its_gradient_reaches_the_decoder():
   model, variables, state, step, batch = _cladec_setup(1.0, (0,))
   before = jax.tree.map(np.asarray, variables)
-  new, metrics = jax.jit(step)(state, batch, jax.random.PRNGKey(0))
+  new, metrics = jax.jit(step)(state, batch, jax.random.PRNGKey(0), variables)
   # alpha = 1: only the classification loss, so any decoder update came through C.
   moved = [np.abs(np.asarray(a) - np.asarray(b)).max()
            for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params))]
@@ -131,15 +129,17 @@ def test_alpha_zero_does_not_call_the_classifier():
   codes = np.asarray(model.apply(variables, images, stop="conv3a"))
   dec = decoders.create_decoder(codes.shape[1:], (32, 32, 1))
 
-  def boom(x):
-    raise AssertionError("the classifier must not run for alpha = 0")
+  class Boom(nn.Module):
 
-  step = jax.jit(cladec.make_cladec_step(dec, boom, (32, 32, 1), codes.shape[1:], 0.0))
+    def __call__(self, x, train=False):
+      raise AssertionError("the classifier must not run for alpha = 0")
+
+  step = jax.jit(cladec.make_cladec_step(dec, Boom(), (32, 32, 1), codes.shape[1:], 0.0))
   state = cladec.init_seeds(lambda k: dec.init(k, jnp.zeros((1, *codes.shape[1:]))),
                             optax.adam(1e-3), dec.apply, (0,))
   batch = {"image": jnp.asarray(cladec.pack(images, codes)), "label": jnp.asarray(labels),
            "mask": jnp.ones(8, bool)}
-  _, metrics = step(state, batch, jax.random.PRNGKey(0))
+  _, metrics = step(state, batch, jax.random.PRNGKey(0), variables)
   assert float(metrics["ce"]) == 0.0
 
 
@@ -231,167 +231,52 @@ def test_gradcam_maps_are_upsampled_normalised_and_constant_without_extent():
   assert calls == ["conv3"] and (flat == 0).all()
 
 
-# ---------------------------------------------------------------------------
-# Pipeline: every bad input is caught before any training
-# ---------------------------------------------------------------------------
-
-def _quick_config(**overrides):
-  from configs import cladec as cladec_config  # pylint: disable=g-import-not-at-top
-  c = cladec_config.get_config("quick")
-  for key, value in overrides.items():
-    node = c
-    parts = key.split(".")
-    for p in parts[:-1]:
-      node = node[p]
-    node[parts[-1]] = value
-  return c
-
-
-def _assert_nothing_trained(workdir):
-  assert not os.path.exists(os.path.join(workdir, "checkpoints"))
-
-
-@pytest.mark.parametrize("key,value", [("alpha", 1.5), ("alphas", (0.0, -0.2))])
-def test_pipeline_rejects_alpha_outside_unit_interval(tmp_path, key, value):
-  with pytest.raises(ValueError, match="alpha must lie in"):
-    cladec_pipeline.train(_quick_config(**{key: value}), str(tmp_path))
-  _assert_nothing_trained(tmp_path)
-
-
-@pytest.mark.parametrize("key,value", [("layers", (-1, "conv9")), ("layers", (-7,)),
-                                       ("alpha_layer", -9), ("subsets.layer", -9)])
-def test_pipeline_rejects_a_layer_the_model_lacks(tmp_path, key, value):
-  with pytest.raises(ValueError, match="unknown layer"):
-    cladec_pipeline.train(_quick_config(**{key: value}), str(tmp_path))
-  _assert_nothing_trained(tmp_path)
-
-
-@pytest.mark.parametrize("key,value,match", [
-    ("subsets.nested", (513,), "size 513 is larger than layer 'conv4a'.*512"),
-    ("subsets.disjoint_count", 17, "17 disjoint neuron subsets of size 32 need 544")])
-def test_pipeline_rejects_a_neuron_subset_larger_than_the_layer(tmp_path, key, value, match):
-  with pytest.raises(ValueError, match=match):
-    cladec_pipeline.train(_quick_config(**{key: value}), str(tmp_path))
-  _assert_nothing_trained(tmp_path)
-
-
-def test_pipeline_rejects_a_missing_classifier_checkpoint(tmp_path):
-  clf = tmp_path / "no_classifier"
-  clf.mkdir()
-  config = _quick_config(classifier_workdir=str(clf))
-  with pytest.raises(FileNotFoundError, match="no config.json"):
-    cladec_pipeline.train(config, str(tmp_path / "run"))
-  (clf / "config.json").write_text("{}")
-  with pytest.raises(FileNotFoundError, match="no classifier checkpoint"):
-    cladec_pipeline.train(config, str(tmp_path / "run"))
-  _assert_nothing_trained(tmp_path / "run")
-
-
-def test_pipeline_rejects_occlusion_layers_without_decoders(tmp_path):
-  with pytest.raises(ValueError, match="occlusion.layers.*must also be in layers"):
-    cladec_pipeline.train(_quick_config(**{"layers": (-1, -2), "occlusion.layers": (-5,)}),
-                          str(tmp_path))
-
-
-def test_stage_names_are_stable_and_distinct():
-  names = {cladec_pipeline.cladec_stage("conv4", 0.0, "s0-1"),
-           cladec_pipeline.cladec_stage("conv4", 0.9, "s0-1"),
-           cladec_pipeline.cladec_stage("conv4", 0.0, "s0-1", (0, 32)),
-           cladec_pipeline.cladec_stage("conv4", 0.0, "s0-1", clf_epochs=2),
-           cladec_pipeline.refae_stage("conv4", "s0-1"),
-           cladec_pipeline.eval_stage("cladec", "conv4", 0, 0.0),
-           cladec_pipeline.eval_stage("refae", "conv4", 0)}
-  assert len(names) == 7
-  assert cladec_pipeline.cladec_stage("conv4", 0.0, "s0-1", (0, 32)) == "cladec_conv4_a0_n0-31_s0-1"
-
-
-# ---------------------------------------------------------------------------
-# The quick pipeline end to end, through train.py and evaluate.py
-# ---------------------------------------------------------------------------
-
-# The quick config, trimmed to one vector and one spatial layer so that the run stays at a
-# couple of minutes on 2 cores (XLA:CPU compiles dominate; -O0 halves them).
-_QUICK_TEST_OVERRIDES = [
-    "--config.layers=(-1, -5)", "--config.alpha_layer=-1", "--config.alphas=(0.5, 0.0)",
-    "--config.subsets.layer=-1", "--config.subsets.nested=(4,)",
-    "--config.subsets.disjoint_size=4", "--config.subsets.disjoint_count=2",
-    "--config.classifier_epochs=(0, 1)", "--config.classifier_epochs_layer=-1",
-    "--config.occlusion.layers=(-1, -5)", "--config.occlusion.n_images=32",
-    "--config.figures.n_images=3", "--config.data.max_train=256", "--config.data.max_test=64",
-    "--config.eval_batch_size=64", "--config.classifier.num_epochs=2",
-    "--config.decoder_epochs=1", "--config.refae_epochs=1", "--config.eval_classifier.num_epochs=1",
-]
-
-
-def _run_cli(program, workdir):
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  env = dict(os.environ)
-  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-  cmd = [sys.executable, os.path.join(ROOT, program),
-         f"--config={os.path.join(ROOT, 'configs', 'cladec.py')}:quick",
-         f"--workdir={workdir}"] + _QUICK_TEST_OVERRIDES
-  proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-  assert proc.returncode == 0, proc.stderr[-4000:]
-
-
-def _table(workdir, stem):
-  import json  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(workdir, "results", stem + ".json")) as f:
-    return json.load(f)
-
-
-@pytest.mark.slow
-def test_quick_pipeline_trains_resumes_and_writes_every_table_and_figure(tmp_path):
-  workdir = str(tmp_path / "quick")
-  _run_cli("train.py", workdir)
-  ckpts = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
-  assert {"classifier", "refae_logits_s0-1", "refae_conv3a_s0-1", "cladec_logits_a0_s0-1",
-          "cladec_logits_a0.5_s0-1", "cladec_conv3a_a0_s0-1", "cladec_logits_a0_n4-7_s0-1",
-          "cladec_logits_a0_clf1ep_s0-1", "eval_refae_conv3a_s1",
-          "eval_cladec_logits_a0.5_s0"} <= set(ckpts)
-  _run_cli("train.py", workdir)  # everything is done: nothing retrains
-  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ckpts
-  _run_cli("evaluate.py", workdir)
-
-  layers = _table(workdir, "cladec_layers")
-  assert [r["layer"] for r in layers["rows"]] == ["-1 (logits)", "-5 (conv3a)"]
-  assert layers["columns"][:3] == ["layer", "shape", "rec_cladec"]
-  assert any("rec reduction: sum" in n for n in layers["notes"])
-  assert any("seeds: [0, 1]" in n for n in layers["notes"])
-  assert any("ClaDec decoders 1 epochs" in n for n in layers["notes"])
-  for row in layers["rows"]:
-    for key in ("rec_cladec", "rec_refae", "acc_eval_cladec", "acc_eval_refae"):
-      assert np.isfinite(row[key]) and len(row["per_seed"][key]) == 2
-    assert row["delta_rec"] == pytest.approx(row["rec_cladec"] - row["rec_refae"])
-  alpha = _table(workdir, "cladec_alpha")
-  assert [r["alpha"] for r in alpha["rows"]] == [0.5, 0.0]
-  r0 = alpha["rows"][1]
-  assert r0["total_loss"] == pytest.approx(r0["rec_loss"])
-  epochs = _table(workdir, "cladec_training_epochs")
-  assert [r["classifier_epochs"] for r in epochs["rows"]] == [0, 1]
-  assert len({r["rec_refae"] for r in epochs["rows"]}) == 1
-  subsets = _table(workdir, "cladec_subsets")
-  assert [(r["kind"], r["neurons"]) for r in subsets["rows"]] == [
-      ("nested", "0-3"), ("disjoint", "0-3"), ("disjoint", "4-7")]
-  occl = _table(workdir, "occlusion")
-  assert len(occl["rows"]) == 2
-  row = occl["rows"][0]
-  assert row["gradcam_delta_acc"] == 0.0  # the logits have no spatial extent: all squares tie
-  for key in ("cladec_acc_max", "cladec_acc_min", "gradcam_acc_max", "gradcam_acc_min"):
-    assert 0.0 <= row[key] <= 1.0
-  for stem in ("cladec_layers", "cladec_alpha", "cladec_training_epochs", "cladec_subsets",
-               "occlusion"):
-    assert os.path.exists(os.path.join(workdir, "results", stem + ".md"))
-  for fig in ("cladec_layers", "cladec_alpha", "cladec_training_epochs",
-              "cladec_subsets_nested", "cladec_subsets_disjoint", "occlusion"):
-    path = os.path.join(workdir, "figures", fig + ".png")
-    assert os.path.getsize(path) > 1000, path
-
-
 def test_select_neurons_keeps_channels_and_rejects_out_of_range():
   codes = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)
   np.testing.assert_array_equal(cladec.select_neurons(codes, [1, 3]), codes[..., [1, 3]])
   with pytest.raises(ValueError, match=r"neuron indices must lie in \[0, 5\)"):
     cladec.select_neurons(codes, range(3, 6))
+
+
+def test_neuron_subsets_are_nested_then_disjoint_runs_of_channels():
+  assert cladec.neuron_subsets((8, 2), 4, 2, 16) == (
+      ("nested", 0, 8), ("nested", 0, 2), ("disjoint", 0, 4), ("disjoint", 4, 8))
+  with pytest.raises(ValueError, match="size 32 is larger than layer 'conv4'.*16"):
+    cladec.neuron_subsets((32,), 4, 0, 16, "conv4")
+  with pytest.raises(ValueError, match="5 disjoint neuron subsets of size 4 need 20"):
+    cladec.neuron_subsets((), 4, 5, 16)
+
+
+def test_reconstruct_decodes_the_selected_channels_of_the_layer_codes():
+  model, variables = _classifier()
+  images, _ = _batch(5)
+  dec = decoders.create_decoder((4, 4, 3), (32, 32, 1))
+  params = cladec.init_decoder(dec, (4, 4, 3), jax.random.PRNGKey(0))["params"]
+  s = split_lib.split(model, "conv3a")
+  out = cladec.reconstruct(s, variables, dec, params, images, batch_size=2, neurons=(2, 5))
+  codes = model.apply(variables, images, stop="conv3a")[..., 2:5]
+  np.testing.assert_allclose(out, dec.apply({"params": params}, codes), rtol=1e-5, atol=1e-6)
+  assert out.dtype == np.float32 and out.shape == images.shape
+
+
+def test_occlusion_study_runs_one_trial_per_seed_for_each_relevance():
+  images = np.zeros((3, 32, 32, 1), np.float32)
+  masks = occ.square_masks((32, 32))
+  occluded = occ.occlude(images, masks, 0.5)
+  predict = lambda x: np.zeros(len(x), int)  # pylint: disable=unnecessary-lambda-assignment
+  labels = np.zeros(3, int)
+  calls = []
+
+  def reconstruct(i, x):
+    calls.append((i, len(x)))
+    return x
+
+  study = occ.occlusion_study(predict, images, labels, occluded, masks, np.zeros((3, 16)),
+                              (0, 1), reconstruct)
+  assert calls == [(0, 3), (0, 48), (1, 3), (1, 48)]
+  assert len(study["cladec"]) == len(study["gradcam"]) == 2
+  assert study["cladec"][0] == {"acc_max": 1.0, "acc_min": 1.0, "delta_acc": 0.0}
+  assert study["example"][3].shape == (3, 16, 32, 32, 1)
+  without = occ.occlusion_study(predict, images, labels, occluded, masks, np.zeros((3, 16)),
+                                (0,), None)
+  assert without["cladec"] == [] and without["example"] is None
