@@ -24,7 +24,7 @@ architecture.
 """
 
 from jaxconcepts.data.sources import Dataset
-from jaxconcepts.data.sources import batches
+from jaxconcepts.data.batching import batches
 from jaxconcepts.data.sources import load_dataset
 from jaxconcepts.methods.attribution import deeplift
 from jaxconcepts.methods.attribution import deeplift_ig

@@ -1,6 +1,6 @@
 # Copyright 2025 The jaxconcepts Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Image classification data: sources, preprocessing and fixed-shape batches.
+"""Image classification data sources and preprocessing.
 
 Three sources sit behind one function, :func:`load_dataset`:
 
@@ -23,9 +23,7 @@ Resizing follows the authors' reference code, which applies
 rows and columns 0, 7, 14 and 21 are doubled). Note that this differs from
 PIL's nearest filter (``floor((i + 0.5) * in / out)``).
 
-:func:`batches` cuts arrays into batches of a fixed size: the last batch is
-padded and carries a ``mask``, so a jitted step compiles once. Shuffling is a
-pure function of ``(seed, epoch)``, so a resumed run sees the same order.
+Batching is in :mod:`jaxconcepts.data.batching`.
 """
 
 from __future__ import annotations
@@ -33,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
-from typing import Iterator
 
 import chex
 import numpy as np
@@ -463,109 +460,3 @@ def load_dataset(name: str, source: str = "tfds", *,
   return Dataset(name=name, train_images=train_x, train_labels=train_y,
                  test_images=test_x, test_labels=test_y,
                  num_classes=len(class_names), class_names=class_names)
-
-
-# --------------------------------------------------------------------------
-# Batching.
-
-
-def num_batches(n: int, batch_size: int, drop_remainder: bool = False) -> int:
-  """Number of batches `batches` yields for `n` examples."""
-  if n < 0:
-    raise ValueError(f"n must be >= 0, got {n}")
-  _check_optional_positive_int(batch_size, "batch_size")
-  if batch_size is None:
-    raise ValueError("batch_size must be a positive int, got None")
-  return n // batch_size if drop_remainder else -(-n // batch_size)
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
-  """The order `batches(..., shuffle=True)` visits `n` examples in.
-
-  `np.random.default_rng((seed, epoch)).permutation(n)`: a pure function of
-  (seed, epoch), so a resumed run replays the same order.
-  """
-  for value, what in ((seed, "seed"), (epoch, "epoch")):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-      raise TypeError(f"{what} must be an int, got {value!r}")
-    if value < 0:
-      raise ValueError(f"{what} must be >= 0, got {value}")
-  return np.random.default_rng((int(seed), int(epoch))).permutation(n)
-
-
-def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *,
-            shuffle: bool, seed: int = 0, epoch: int = 0,
-            drop_remainder: bool = False,
-            start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Yields one epoch of fixed-size batches.
-
-  Every batch has exactly `batch_size` rows, so a jitted step never
-  recompiles: unless `drop_remainder`, the last batch is padded with zero
-  images and label 0, and its `mask` is False on the padding.
-
-  Args:
-    images: [N, ...] array (float32 [N, H, W, C] for a `Dataset`); the dtype
-      is kept.
-    labels: [N] integer array.
-    batch_size: rows per batch, a positive int.
-    shuffle: visit examples in `epoch_permutation(N, seed, epoch)` order
-      (else in order).
-    seed: non-negative int; with `epoch` fixes the order.
-    epoch: non-negative int.
-    drop_remainder: drop the last partial batch instead of padding it.
-    start_batch: skip the first `start_batch` batches of this epoch (to resume
-      mid-epoch) without gathering them.
-
-  Yields:
-    {"image": [B, ...] (images' dtype), "label": int32[B], "mask": bool[B]}
-    with B = batch_size.
-  """
-  images = np.asarray(images)
-  labels = np.asarray(labels)
-  if images.ndim < 1:
-    raise ValueError(f"images must have a leading batch axis, got shape "
-                     f"{images.shape}")
-  chex.assert_rank(labels, 1)
-  if images.shape[0] != labels.shape[0]:
-    raise ValueError(f"images and labels differ in length: "
-                     f"{images.shape[0]} vs {labels.shape[0]}")
-  if not np.issubdtype(labels.dtype, np.integer):
-    raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
-  n = images.shape[0]
-  total = num_batches(n, batch_size, drop_remainder)
-  if isinstance(start_batch, bool) or not isinstance(start_batch,
-                                                     (int, np.integer)):
-    raise TypeError(f"start_batch must be an int, got {start_batch!r}")
-  if not 0 <= start_batch <= total:
-    raise ValueError(f"start_batch must lie in [0, {total}], got {start_batch}")
-  order = (epoch_permutation(n, seed, epoch) if shuffle
-           else np.arange(n))
-  for b in range(start_batch, total):
-    idx = order[b * batch_size:(b + 1) * batch_size]
-    k = idx.shape[0]
-    image = images[idx]
-    label = labels[idx].astype(np.int32)
-    mask = np.ones((batch_size,), dtype=bool)
-    if k < batch_size:
-      pad = batch_size - k
-      image = np.concatenate(
-          [image, np.zeros((pad,) + images.shape[1:], images.dtype)])
-      label = np.concatenate([label, np.zeros((pad,), np.int32)])
-      mask[k:] = False
-    yield {"image": image, "label": label, "mask": mask}
-
-
-def mean_image(images: np.ndarray) -> np.ndarray:
-  """The per-pixel mean image of a set (e.g. the training mean for occlusion).
-
-  Args:
-    images: [N, H, W, C] array, N >= 1.
-
-  Returns:
-    float32 [H, W, C], accumulated in float64.
-  """
-  images = np.asarray(images)
-  chex.assert_rank(images, 4)
-  if images.shape[0] == 0:
-    raise ValueError("mean_image needs at least one image, got 0")
-  return images.mean(axis=0, dtype=np.float64).astype(np.float32)

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import ml_collections
 
 from jaxconcepts import utils
-from jaxconcepts.data import sources as data_lib
+from jaxconcepts import data as data_lib
 from jaxconcepts.methods import cladec
 from jaxconcepts.methods import occlusion as occ
 from jaxconcepts.models import decoders

@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxconcepts import report
 from jaxconcepts import utils
-from jaxconcepts.data import sources as data_lib
+from jaxconcepts import data as data_lib
 from jaxconcepts.models import classifiers as models
 from jaxconcepts.train import checkpoints
 from jaxconcepts.train import trainer as training

@@ -51,7 +51,7 @@ import ml_collections
 import numpy as np
 
 from jaxconcepts import report
-from jaxconcepts.data import sources as data_lib
+from jaxconcepts import data as data_lib
 from jaxconcepts.evaluators import concepts as ev
 from jaxconcepts.methods import concepts as cl
 from jaxconcepts.methods import contrast as ct

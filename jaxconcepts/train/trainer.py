@@ -47,7 +47,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxconcepts import utils
-from jaxconcepts.data import sources as data_lib
+from jaxconcepts import data as data_lib
 from jaxconcepts.train import checkpoints
 
 Batch = Mapping[str, jax.Array]

@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from jaxconcepts.data import sources as data
+from jaxconcepts import data
 
 FASHION_DIR = data.DEFAULT_IDX_DIRS["fashion_mnist"]
 

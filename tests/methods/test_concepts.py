@@ -23,7 +23,7 @@ import pytest
 
 from jaxconcepts.methods import concepts as cl
 from jaxconcepts.methods import crops as crops_lib
-from jaxconcepts.data import sources as data_lib
+from jaxconcepts import data as data_lib
 from jaxconcepts.models import classifiers as models
 from jaxconcepts.models import split as split_lib
 

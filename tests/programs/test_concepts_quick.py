@@ -11,7 +11,7 @@ import jax
 import pytest
 
 from jaxconcepts.programs import concepts as concepts_pipeline
-from jaxconcepts.data import sources as data_lib
+from jaxconcepts import data as data_lib
 from jaxconcepts.models import classifiers as models
 
 _CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "concepts.py")

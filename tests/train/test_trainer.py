@@ -175,7 +175,7 @@ def test_missing_idx_directory_is_rejected_before_training(tmp_path):
 
 
 def test_truncated_idx_file_is_rejected_before_training(tmp_path):
-  from jaxconcepts.data import sources as data  # pylint: disable=g-import-not-at-top
+  from jaxconcepts import data  # pylint: disable=g-import-not-at-top
   d = tmp_path / "idx"
   d.mkdir()
   for split, n in (("train", 4), ("t10k", 2)):
