@@ -35,6 +35,14 @@ def square_masks(image_hw: Sequence[int], corners: Sequence[int] = CORNERS,
                  size: int = SQUARE) -> np.ndarray:
   """Boolean masks (K, H, W) of the K = len(corners)^2 squares, row-major (y, x).
 
+  Args:
+    image_hw: (H, W) of the images.
+    corners: top-left offsets, used for both y and x (the paper: 0, 6, 12, 20).
+    size: side of each square in pixels (the paper: 12).
+
+  Returns:
+    bool (K, H, W), True inside square k.
+
   Raises:
     ValueError: a square that does not fit inside the image.
   """

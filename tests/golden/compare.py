@@ -40,6 +40,11 @@ def load_tables(path: str) -> dict[str, Any]:
 
 
 def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
+  """Numbers to tolerance, lists and dicts element by element, the rest exactly."""
+  if isinstance(a, dict) and isinstance(b, dict):
+    return a.keys() == b.keys() and all(_close(a[k], b[k], rtol, atol) for k in a)
+  if isinstance(a, list) and isinstance(b, list):
+    return len(a) == len(b) and all(_close(x, y, rtol, atol) for x, y in zip(a, b))
   if isinstance(a, bool) or isinstance(b, bool) or not (
       isinstance(a, (int, float)) and isinstance(b, (int, float))):
     return a == b

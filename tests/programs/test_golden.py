@@ -35,3 +35,8 @@ def test_compare_finds_a_changed_value_and_ignores_timings():
   assert compare.differences(a, b) == ["x/t/[0].acc: 0.5 vs 0.51"]
   b["x/t"][""][0]["name"] = "b"
   assert len(compare.differences(a, b)) == 2
+  nested_a = {"x/t": {"": [{"per_seed": {"0": [1.0, 2.0]}}]}}
+  nested_b = {"x/t": {"": [{"per_seed": {"0": [1.0, 2.0 + 1e-9]}}]}}
+  assert not compare.differences(nested_a, nested_b)
+  nested_b["x/t"][""][0]["per_seed"]["0"][1] = 2.1
+  assert len(compare.differences(nested_a, nested_b)) == 1
