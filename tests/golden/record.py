@@ -13,8 +13,8 @@ one), in a temporary folder:
 and writes every results table to OUT.json ({program/stem: {table: rows}}).
 `tests/programs/test_golden.py` reruns the same with the current code and
 compares with `tests/golden/quick_programs.json`, recorded before the package
-was restructured. XLA runs at -O0 (fast compiles); the recording and the check
-use the same flags.
+was restructured. XLA runs on one CPU device at -O0 (fast compiles); the
+recording and the check use the same flags.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ CLADEC = [
 
 def _run(root: str, script: str, args: list[str], workdir: str) -> None:
   env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+  # Exactly these flags, whatever the caller's environment: one CPU device (the test suite forces
+  # eight, which changes the data-parallel reductions) and fast -O0 compiles.
+  env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
   cmd = [sys.executable, os.path.join(root, script), *args, f"--workdir={workdir}"]
   proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
   if proc.returncode:
