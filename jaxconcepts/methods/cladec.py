@@ -15,7 +15,7 @@ end with the same decoder and the reconstruction loss only (BatchNorm and, for
 the logits layer, dropout in train mode, as the authors' code).
 
 Because `C` is frozen and deterministic in eval mode, the codes `h` of the
-training set are computed once (`encode_dataset`) and stored next to the
+training set are computed once (`split.encode_images`) and stored next to the
 pixels (`pack`), so a ClaDec step for alpha = 0 costs only the decoder.
 
 Several seeds are trained at once: a state whose leaves carry a leading seed
@@ -232,12 +232,6 @@ def unpack(packed: jax.Array, image_shape: Sequence[int],
 # ---------------------------------------------------------------------------
 
 @functools.partial(jax.jit, static_argnums=0)
-def encode_batch(s: split_lib.Split, variables: Any, x: jax.Array) -> jax.Array:
-  """The frozen classifier's codes (B, *code_shape) at `s.layer` for images (B, H, W, C)."""
-  return s.encode(variables, x)
-
-
-@functools.partial(jax.jit, static_argnums=0)
 def decode_batch(decoder: nn.Module, params: Any, codes: jax.Array) -> jax.Array:
   """Reconstructions (B, H, W, C) in [0, 1] of codes (B, *code_shape)."""
   return decoder.apply({"params": params}, codes)
@@ -249,18 +243,10 @@ def refae_batch(refae: RefAE, variables: Any, x: jax.Array) -> jax.Array:
   return refae.apply(variables, x, train=False)
 
 
-def encode_dataset(s: split_lib.Split, variables: Any, images: np.ndarray,
-                   batch_size: int = 256) -> np.ndarray:
-  """Codes (N, *code_shape) float32 of all images (N, H, W, C), in batches."""
-  chex.assert_rank(images, 4)
-  return utils.map_batches(encode_batch, np.asarray(images, np.float32), args=(s, variables),
-                           batch_size=batch_size).astype(np.float32)
-
-
 def layer_codes(s: split_lib.Split, variables: Any, images: np.ndarray, batch_size: int = 256,
                 neurons: tuple[int, int] | None = None) -> np.ndarray:
   """Codes (N, *code_shape) float32 of all images, optionally only channels [start, stop)."""
-  codes = encode_dataset(s, variables, images, batch_size)
+  codes = split_lib.encode_images(s, variables, images, batch_size)
   if neurons is not None:
     codes = np.ascontiguousarray(select_neurons(codes, range(*neurons)))
   return codes

@@ -4,7 +4,7 @@ Why does a classifier predict class A? For a layer `Y` (a spatial tap, see
 `models/split.py`):
 
 1. Take the images the model *predicts* as A (up to 60; labels are ignored):
-   :func:`class_image_indices` on :func:`predict_logits`' argmax.
+   :func:`class_image_indices` on the argmax of `split.predict_logits`.
 2. Attribute the pre-softmax logit of A to the activations at `Y` with
    DeepLift + SmoothGrad (`attribution.layer_deeplift_smoothgrad`, injectable
    everywhere as `attribution_fn`).
@@ -22,15 +22,14 @@ Why does a classifier predict class A? For a layer `Y` (a spatial tap, see
 The concepts are shown as data set crops and tested by stitching their crops
 (`methods/crops.py`). :func:`explain_class` runs steps 2-4 for one class.
 
-Models are applied in fixed-size batches by jitted functions that take the
-model (or its `Split`) as a static argument and the variables as a traced one
-(:func:`predict_logits`, :func:`encode_images`, :func:`head_logits`), so a
-new checkpoint of the same architecture reuses the compilations.
+Models are applied in fixed-size batches by `models/split.py`'s jitted
+functions, which take the model (or its `Split`) as a static argument and the
+variables as a traced one, so a new checkpoint of the same architecture reuses
+the compilations.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Hashable, Mapping, NamedTuple, Sequence
 
 from absl import logging
@@ -45,7 +44,6 @@ from jaxconcepts.ops import nmf as nmf_lib
 from jaxconcepts.utils import as_key
 from jaxconcepts.utils import check_choice
 from jaxconcepts.utils import check_int
-from jaxconcepts.utils import map_batches
 
 SCORE_ORDERS = ("mean_then_relu", "relu_then_mean")
 
@@ -67,38 +65,6 @@ def default_attribution_fn() -> AttributionFn:
 # Batched model application and class images.
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _logits(model: nn.Module, variables: Any, x: jax.Array) -> jax.Array:
-  return model.apply(variables, x)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _encode(split: split_lib.Split, variables: Any, x: jax.Array) -> jax.Array:
-  return split.encode(variables, x)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _head(split: split_lib.Split, variables: Any, h: jax.Array) -> jax.Array:
-  return split.head(variables, h)
-
-
-def predict_logits(model: nn.Module, variables: Any, images: np.ndarray,
-                   batch_size: int = 256) -> np.ndarray:
-  """The model's logits for `images`, in fixed-size batches (eval mode).
-
-  Args:
-    model: a Flax classifier (hashable; a static jit argument).
-    variables: its variables (a traced argument).
-    images: (N, H, W, C) float32, N >= 1.
-    batch_size: images per call.
-
-  Returns:
-    (N, classes) float32 numpy array.
-  """
-  return map_batches(_logits, np.asarray(images), args=(model, variables),
-                     batch_size=batch_size)
-
-
 def softmax(logits: jax.typing.ArrayLike) -> np.ndarray:
   """Softmax over the last axis, as a numpy array: (..., classes) -> (..., classes)."""
   return np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
@@ -106,42 +72,8 @@ def softmax(logits: jax.typing.ArrayLike) -> np.ndarray:
 
 def predict_probs(model: nn.Module, variables: Any, images: np.ndarray,
                   batch_size: int = 256) -> np.ndarray:
-  """Softmax of :func:`predict_logits`: (N, H, W, C) -> (N, classes) float32."""
-  return softmax(predict_logits(model, variables, images, batch_size))
-
-
-def encode_images(split: split_lib.Split, variables: Any, images: np.ndarray,
-                  batch_size: int = 256) -> np.ndarray:
-  """Activations at the split's layer, in fixed-size batches.
-
-  Args:
-    split: the model cut at a layer (`models.split.split`); a static jit
-      argument.
-    variables: the model's variables (a traced argument).
-    images: (N, H, W, C) float32, N >= 1.
-    batch_size: images per call.
-
-  Returns:
-    (N, h, w, c) float32 numpy array.
-  """
-  return map_batches(_encode, np.asarray(images), args=(split, variables),
-                     batch_size=batch_size)
-
-
-def head_logits(split: split_lib.Split, variables: Any, h: np.ndarray,
-                batch_size: int = 256) -> np.ndarray:
-  """Logits from activations at the split's layer, in fixed-size batches.
-
-  Args:
-    split: the model cut at a layer; a static jit argument.
-    variables: the model's variables (a traced argument).
-    h: (N, h, w, c) activations, N >= 1.
-    batch_size: rows per call.
-
-  Returns:
-    (N, classes) float32 numpy array.
-  """
-  return map_batches(_head, np.asarray(h), args=(split, variables), batch_size=batch_size)
+  """Softmax of `split.predict_logits`: (N, H, W, C) -> (N, classes) float32."""
+  return softmax(split_lib.predict_logits(model, variables, images, batch_size))
 
 
 def class_image_indices(predictions: np.ndarray, cls: int,

@@ -14,6 +14,12 @@ Layers are addressed by tap name (`"conv3a"`, `"layer3.5"`, `"logits"`), by the
 module name of a torchvision block (`"layer3_5"`), or by the papers' negative
 aliases (`-1` ... `-5` or the strings `"-1"` ...), see `models/classifiers.py`.
 
+Applying a model or a `Split` to a large host array goes through
+:func:`predict_logits`, :func:`encode_images` and :func:`head_logits`: fixed-size
+batches of module-level jitted functions (:func:`logits_batch`,
+:func:`encode_batch`, :func:`head_batch`) with the model or split static and the
+variables traced.
+
 Example::
 
     model = create_model("vgg", 10)
@@ -26,14 +32,17 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxconcepts.models.classifiers import TAP_PREFIX
+from jaxconcepts.utils import map_batches
 
 
 def resolve_layer(model: nn.Module, layer: str | int) -> str:
@@ -123,3 +132,77 @@ def split(model: nn.Module, layer: str | int) -> Split:
     ValueError: for a layer the model does not have, listing the valid ones.
   """
   return Split(model, resolve_layer(model, layer))
+
+
+# ---------------------------------------------------------------------------
+# Batched application: one compilation per architecture and batch shape.
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def logits_batch(model: nn.Module, variables: Any, x: jax.Array) -> jax.Array:
+  """Logits (B, classes) of images `x` (B, H, W, C), eval mode; `model` static."""
+  return model.apply(variables, x, train=False)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def encode_batch(s: Split, variables: Any, x: jax.Array) -> jax.Array:
+  """Activations (B, *shape) at `s.layer` of images `x` (B, H, W, C); `s` static."""
+  return s.encode(variables, x)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def head_batch(s: Split, variables: Any, h: jax.Array) -> jax.Array:
+  """Logits (B, classes) from activations `h` (B, *shape) at `s.layer`; `s` static."""
+  return s.head(variables, h)
+
+
+def predict_logits(model: nn.Module, variables: Any, images: np.ndarray,
+                   batch_size: int = 256) -> np.ndarray:
+  """A classifier's logits for many images, in fixed-size batches (eval mode).
+
+  Args:
+    model: a Flax classifier (hashable; a static jit argument).
+    variables: its variables (a traced argument: any checkpoint of the same
+      architecture reuses the compilation).
+    images: (N, H, W, C) float32, N >= 1.
+    batch_size: images per call.
+
+  Returns:
+    (N, classes) float32 numpy array.
+  """
+  return map_batches(logits_batch, np.asarray(images), args=(model, variables),
+                     batch_size=batch_size)
+
+
+def encode_images(s: Split, variables: Any, images: np.ndarray,
+                  batch_size: int = 256) -> np.ndarray:
+  """Activations at the split's layer for many images, in fixed-size batches.
+
+  Args:
+    s: the model cut at a layer (a static jit argument).
+    variables: the model's variables (a traced argument).
+    images: (N, H, W, C) float32, N >= 1.
+    batch_size: images per call.
+
+  Returns:
+    (N, *shape) float32 numpy array.
+  """
+  chex.assert_rank(images, 4)
+  return map_batches(encode_batch, np.asarray(images, np.float32), args=(s, variables),
+                     batch_size=batch_size).astype(np.float32)
+
+
+def head_logits(s: Split, variables: Any, h: np.ndarray,
+                batch_size: int = 256) -> np.ndarray:
+  """Logits from many activations at the split's layer, in fixed-size batches.
+
+  Args:
+    s: the model cut at a layer (a static jit argument).
+    variables: the model's variables (a traced argument).
+    h: (N, *shape) activations, N >= 1.
+    batch_size: rows per call.
+
+  Returns:
+    (N, classes) float32 numpy array.
+  """
+  return map_batches(head_batch, np.asarray(h), args=(s, variables), batch_size=batch_size)

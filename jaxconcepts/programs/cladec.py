@@ -39,7 +39,7 @@ decoder that cannot reach the image size, occlusion squares that do not fit)
 is raised before any training.
 
 Weights are traced arguments of module-level jitted functions (`methods.cladec`,
-`trainer.classifier_logits`): the explained classifier, its Table 6 snapshots
+`split.predict_logits`): the explained classifier, its Table 6 snapshots
 and the evaluation classifiers share one compilation per shape of the
 predictions, the encoding and the ClaDec step. Stages of the same shapes share
 one decoder module and one optimizer (`Plan.decoders`, `Plan.decoder_opt`),
@@ -94,8 +94,7 @@ class Classifier:
 # ---------------------------------------------------------------------------
 
 def _logits(plan: Plan, variables: Any, images: np.ndarray) -> np.ndarray:
-  return utils.map_batches(training.classifier_logits, images, args=(plan.model, variables),
-                           batch_size=plan.config.eval_batch_size)
+  return split_lib.predict_logits(plan.model, variables, images, plan.config.eval_batch_size)
 
 
 def _predict(plan: Plan, variables: Any, images: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from jaxconcepts import report
 from jaxconcepts import utils
 from jaxconcepts import data as data_lib
 from jaxconcepts.models import classifiers as models
+from jaxconcepts.models import split as split_lib
 from jaxconcepts.train import checkpoints
 from jaxconcepts.train import trainer as training
 
@@ -312,9 +313,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """`evaluate.py` entry for task "classifier": accuracy per class, as JSON + MD."""
   model, variables, train_config, info = restore_classifier(workdir)
   dataset = load_data(config.data)
-  preds = utils.map_batches(training.classifier_logits, dataset.test_images,
-                            args=(model, variables),
-                            batch_size=config.eval_batch_size).argmax(-1)
+  preds = split_lib.predict_logits(model, variables, dataset.test_images,
+                                   config.eval_batch_size).argmax(-1)
   labels = dataset.test_labels
   rows = []
   for c, cname in enumerate(dataset.class_names):

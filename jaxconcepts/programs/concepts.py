@@ -199,7 +199,7 @@ def setup(config: ml_collections.ConfigDict, model: nn.Module, variables: Any,
 def predict(run: Run) -> np.ndarray:
   """(N,) int32: the model's argmax for every image of the split."""
   t0 = time.time()
-  logits = cl.predict_logits(run.model, run.variables, run.images,
+  logits = split_lib.predict_logits(run.model, run.variables, run.images,
                              int(run.config.eval_batch_size))
   preds = logits.argmax(-1).astype(np.int32)
   logging.info("concepts: predicted %d images in %.1fs; per-class counts %s",
@@ -216,7 +216,7 @@ def _attribute(run: Run, c: int, idx: np.ndarray,
   # Pad to n_per_class images (repeats of the first), so the attribution
   # compiles once for all classes; the padding is dropped.
   x = run.images[np.concatenate([idx, np.full(n_per_class - idx.size, idx[0])])]
-  acts = jnp.asarray(cl.encode_images(run.split, run.variables, x,
+  acts = jnp.asarray(split_lib.encode_images(run.split, run.variables, x,
                                       int(config.eval_batch_size)))[:idx.size]
   attr = jnp.asarray(attribution_fn(
       run.model, run.variables, jnp.asarray(x), np.full((n_per_class,), c, np.int32),
@@ -338,7 +338,7 @@ def pair_matrices(run: Run, classes: tuple[ev.ClassResult, ...], contrast: ct.Cl
       fails[(a, b)] = "a class of the pair was not evaluated or has no contrast vectors"
       continue
     w, bias = contrast.hyperplane(a, b)
-    h_a = cl.encode_images(run.split, run.variables, run.images[idx[a]],
+    h_a = split_lib.encode_images(run.split, run.variables, run.images[idx[a]],
                            int(run.config.eval_batch_size))
     mat = np.asarray(ct.contrast_matrix(jnp.asarray(h_a), jnp.asarray(w), bias))
     n_vec = cl.count_vectors(mat)
@@ -467,14 +467,14 @@ def contrast_pairs(run: Run, preds: np.ndarray, classes: tuple[ev.ClassResult, .
 def _shift_from(run: Run, b: int, idx_b: np.ndarray, contrast: ct.ClassPairs) -> ev.ShiftResult:
   """The shifting test from class B's images toward every other contrast class."""
   config = run.config
-  h_b = cl.encode_images(run.split, run.variables, run.images[idx_b],
+  h_b = split_lib.encode_images(run.split, run.variables, run.images[idx_b],
                          int(config.eval_batch_size))
   todo = tuple(a for a in run.classes if a != b and a in contrast.classes)
   dirs = np.stack([contrast.hyperplane(a, b)[0] for a in todo])
   mean_b, arg_b = ct.shifting_stats(run.split, run.variables, h_b, dirs, run.offsets,
                                     int(config.shift_batch_size),
                                     int(config.shift_directions_per_call))
-  base = cl.softmax(cl.head_logits(run.split, run.variables, h_b,
+  base = cl.softmax(split_lib.head_logits(run.split, run.variables, h_b,
                                    int(config.eval_batch_size))).mean(axis=0)
   acc = np.array([contrast.train_acc(a, b) for a in todo])
   return ev.ShiftResult(b, todo, mean_b, arg_b, base, acc, int(idx_b.size))

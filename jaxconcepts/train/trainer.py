@@ -21,9 +21,10 @@ stage (classifier, RefAE, ClaDec decoder, evaluation classifier) reuses.
   otherwise a logging writer; a per-epoch JSON log `workdir/metrics/<name>.json`;
 * progress lines (step, epoch, loss, images/s, ETA) every `log_every_steps`.
 
-Weights are always arguments of the jitted functions here (the state, or the
-`variables` of `classifier_logits`), never constants closed over, so a new
-checkpoint of the same architecture reuses the compilation.
+Weights are always arguments of the jitted functions here (the train state),
+never constants closed over, so a new checkpoint of the same architecture
+reuses the compilation (`models.split.predict_logits` applies a restored
+classifier the same way).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from typing import Any, Callable, Mapping, Sequence
 from absl import logging
 import flax
 from flax.training import train_state
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -177,18 +177,6 @@ def classifier_eval_step(state: TrainState, batch: Batch) -> Metrics:
   _, loss_sum, correct = masked_cross_entropy(logits, batch["label"], batch["mask"])
   return {"loss": loss_sum, "correct": correct,
           "count": batch["mask"].sum().astype(jnp.float32)}
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def classifier_logits(model: nn.Module, variables: Any, x: jax.Array) -> jax.Array:
-  """A classifier's logits in eval mode: (B, H, W, C) f32 -> (B, classes) f32.
-
-  `model` is static (flax modules hash by their attributes) and `variables`
-  traced, so every checkpoint of one architecture shares one compilation per
-  batch shape. Map it over a large array with
-  `utils.map_batches(classifier_logits, x, args=(model, variables))`.
-  """
-  return model.apply(variables, x, train=False)
 
 
 def summarize(sums: Mapping[str, float]) -> dict[str, float]:

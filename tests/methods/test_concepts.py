@@ -267,14 +267,14 @@ def test_predict_encode_and_head_in_batches_match_the_model_and_compile_once():
   s = split_lib.split(model, "conv3a")
   x = np.random.default_rng(0).uniform(size=(7, 32, 32, 1)).astype(np.float32)
   # pylint: disable=protected-access
-  fns = (cl._logits, cl._encode, cl._head)
+  fns = (split_lib.logits_batch, split_lib.encode_batch, split_lib.head_batch)
   grown = []
   for seed in (1, 2):
     variables = models.init_variables(model, jax.random.PRNGKey(seed), (32, 32, 1))
     before = [f._cache_size() for f in fns]
-    logits = cl.predict_logits(model, variables, x, batch_size=3)
-    h = cl.encode_images(s, variables, x, batch_size=3)
-    from_h = cl.head_logits(s, variables, h, batch_size=3)
+    logits = split_lib.predict_logits(model, variables, x, batch_size=3)
+    h = split_lib.encode_images(s, variables, x, batch_size=3)
+    from_h = split_lib.head_logits(s, variables, h, batch_size=3)
     grown.append([f._cache_size() - b for f, b in zip(fns, before)])
     want = model.apply(variables, x)
     np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-5)

@@ -1,6 +1,5 @@
 """models.decoders: stage counts and widths, any tap shape to an image, impls, bad input."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -11,7 +11,6 @@ import jax
 import numpy as np
 import pytest
 
-from jaxconcepts import utils
 from jaxconcepts.methods import cladec
 from jaxconcepts.models import classifiers as models
 from jaxconcepts.models import decoders
@@ -52,8 +51,8 @@ def test_predictions_compile_once_for_two_checkpoints():
   model, variables = _two_classifiers()
   x = _images()
   outs = []
-  counts = _compiles(training.classifier_logits, lambda i: outs.append(utils.map_batches(
-      training.classifier_logits, x, args=(model, variables[i]), batch_size=8)))
+  counts = _compiles(split_lib.logits_batch, lambda i: outs.append(split_lib.predict_logits(
+      model, variables[i], x, batch_size=8)))
   _assert_compiled_once(counts)
   assert not np.allclose(outs[0], outs[1])  # the weights really are different
   np.testing.assert_allclose(outs[0], model.apply(variables[0], x), rtol=1e-5, atol=1e-5)
@@ -64,8 +63,8 @@ def test_encoding_compiles_once_for_two_checkpoints(layer):
   model, variables = _two_classifiers()
   s = split_lib.split(model, layer)
   x = _images()
-  counts = _compiles(cladec.encode_batch,
-                     lambda i: cladec.encode_dataset(s, variables[i], x, batch_size=8))
+  counts = _compiles(split_lib.encode_batch,
+                     lambda i: split_lib.encode_images(s, variables[i], x, batch_size=8))
   _assert_compiled_once(counts)
 
 
@@ -96,7 +95,7 @@ def test_cladec_step_in_fit_compiles_once_for_two_classifier_checkpoints(tmp_pat
   cfg = training.LoopConfig(num_epochs=1, batch_size=8, num_devices=1, log_every_steps=100)
 
   def run(i):
-    codes = cladec.encode_dataset(split_lib.split(model, "conv3a"), variables[i], x)
+    codes = split_lib.encode_images(split_lib.split(model, "conv3a"), variables[i], x)
     state = cladec.init_decoder_seeds(dec, (4, 4, 8), tx, (0, 1))
     training.fit(name=f"cladec_clf{i}", workdir=str(tmp_path), state=state, train_step=step,
                  step_args=(variables[i],), images=cladec.pack(x, codes), labels=labels,

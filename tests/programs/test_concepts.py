@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxconcepts.methods import concepts as cl
 from jaxconcepts.methods import contrast as ct
 from jaxconcepts.methods import crops as crops_lib
+from jaxconcepts.models import split as split_lib
 from jaxconcepts.programs import concepts as concepts_pipeline
 from tests.methods.test_concepts import CHANNELS
 from tests.methods.test_concepts import PartsNet
@@ -151,7 +151,8 @@ def test_a_second_checkpoint_of_the_same_architecture_compiles_nothing_new(tmp_p
   each compilation (counted with the functions' in-memory `_cache_size()`)."""
   # pylint: disable=protected-access
   model = PartsNet()
-  jitted = {"predict": cl._logits, "encode": cl._encode, "head": cl._head,
+  jitted = {"predict": split_lib.logits_batch, "encode": split_lib.encode_batch,
+            "head": split_lib.head_batch,
             "crop search": crops_lib._search_step, "shifting test": ct._shift_stats_chunk}
   grown = []
   for i, value in enumerate((0.0, 1.0)):
