@@ -339,14 +339,6 @@ def save_image_grid(path: str, images: Any, *, row_labels: Sequence[str] | None 
   return path
 
 
-def save_image_mosaic(path: str, images: Any, **kwargs: Any) -> str:
-  """`save_image_grid(path, images, style="mosaic", **kwargs)` (the former name).
-
-  Kept while callers move to `save_image_grid`; see it for the arguments.
-  """
-  return save_image_grid(path, images, style="mosaic", **kwargs)
-
-
 # ---------------------------------------------------------------------------
 # Evaluator outputs.
 

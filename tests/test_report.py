@@ -86,12 +86,6 @@ def test_mosaic_tiles_cells_padded_to_the_largest_with_gaps():
   assert canvas[0, 0] == canvas[3, 3] == 0.5
 
 
-def test_the_former_mosaic_name_still_works(tmp_path):
-  path = os.path.join(tmp_path, "m.png")
-  assert report.save_image_mosaic(path, np.zeros((2, 3, 4, 4, 1))) == path
-  assert os.path.getsize(path) > 0
-
-
 def test_write_outputs_writes_tables_and_figures_in_order_with_extra_first(tmp_path):
   outputs = [report.Figure("sub/f.png", [[_grey(0.1)]], ["r"], None, "fig"),
              report.TableSet("t", "T", {"rows": [{"a": 1}]}, ["note"], {"layer": "l"})]

@@ -42,6 +42,11 @@ VARIANTS = ("paper", "reference")
 # produces the image's channels): variant -> base width (doubling per stage).
 _BASE_WIDTH = {"paper": 32, "reference": 64}
 _KERNEL = {"paper": 5, "reference": 4}
+
+
+def kernel_size(variant: str, override: int | None = None) -> int:
+  """The transposed-conv kernel size: `override`, else 5 (paper) or 4 (reference code)."""
+  return int(override or _KERNEL[variant])
 MIN_DENSE_FEATURES = 64
 
 
@@ -115,7 +120,7 @@ class Decoder(nn.Module):
       raise ValueError(f"code must be (N, d) or (N, h, w, c), got shape {code.shape}")
     n_stages = num_upsampling_stages(code.shape[1:], self.out_size)
     widths = stage_widths(self.variant, n_stages, self.out_channels)
-    k = int(self.kernel_size or _KERNEL[self.variant])
+    k = kernel_size(self.variant, self.kernel_size)
     if code.ndim == 2 or code.shape[1] == 1:
       x = code.reshape(code.shape[0], -1)
       x = nn.relu(nn.Dense(max(x.shape[-1], MIN_DENSE_FEATURES), name="stem")(x))

@@ -520,7 +520,7 @@ def _trained_config_notes(plan: Plan) -> list[str]:
 def _run_info(plan: Plan, clf: Classifier) -> tables.RunInfo:
   c, ds = plan.config, plan.dataset
   d = c.decoder
-  kernel = d.kernel_size or decoders._KERNEL[d.variant]  # pylint: disable=protected-access
+  kernel = decoders.kernel_size(d.variant, d.kernel_size)
   return tables.RunInfo(
       config=c, dataset=ds.name, num_train=ds.num_train, num_test=ds.num_test,
       image_shape=plan.image_shape, seeds=plan.seeds, classifier_workdir=clf.info.get("workdir"),
