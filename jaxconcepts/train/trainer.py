@@ -254,14 +254,14 @@ def enable_compilation_cache(directory: str | None, workdir: str) -> str | None:
 # Writers
 # ---------------------------------------------------------------------------
 
-class LoggingWriter:
-  """Minimal stand-in for a clu MetricWriter when TensorFlow is absent."""
+class NullWriter:
+  """A clu-MetricWriter stand-in that writes nothing (no TensorFlow, or not process 0)."""
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    logging.info("[%d] %s", step, ", ".join(f"{k}={float(v):.5g}" for k, v in scalars.items()))
+    del step, scalars
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
-    logging.info("hparams: %s", dict(hparams))
+    del hparams
 
   def flush(self) -> None:
     pass
@@ -271,14 +271,21 @@ class LoggingWriter:
 
 
 def create_writer(logdir: str):
-  """clu's default writer (TensorBoard events + logging) or a logging writer."""
+  """TensorBoard event files through clu's `SummaryWriter`, on process 0 only.
+
+  The loop logs its own progress and evaluation lines, so the writer does not
+  log (clu's default writer would print every scalar a second time). Without
+  TensorFlow (the `tfds` extra) no events are written and this says so once.
+  """
+  if jax.process_index() > 0:
+    return NullWriter()
   try:
     from clu import metric_writers  # pylint: disable=g-import-not-at-top
-  except ImportError:
+    return metric_writers.SummaryWriter(logdir)
+  except (ImportError, AttributeError):
     logging.warning("TensorFlow is not installed, so no TensorBoard events are written "
                     "(pip install 'jaxconcepts[tfds]'); metrics go to the log and JSON.")
-    return LoggingWriter()
-  return metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0)
+    return NullWriter()
 
 
 class _ProgressLog:
