@@ -55,7 +55,9 @@ def get_config(arg=None):
   # Eq. 1: (1 - alpha) rec + alpha CE(C(x_hat), y). `alpha` for the layer table,
   # `alphas` for the trade-off (Tables 4/5, Fig. 11) at `alpha_layer`.
   c.alpha = 0.0
-  c.alphas = (1.0, 0.999, 0.9, 0.0)
+  # The paper's Table 4 (VGG); its Table 5 (ResNet) adds 0.99.
+  c.alphas = ((1.0, 0.999, 0.99, 0.9, 0.0) if a.arch.startswith("resnet")
+              else (1.0, 0.999, 0.9, 0.0))
   c.alpha_layer = -2
   # "sum": squared error summed over pixels per image (the paper); "mean": averaged
   # over pixels (the authors' code).
@@ -67,6 +69,11 @@ def get_config(arg=None):
   c.decoder.variant = a.variant
   c.decoder.kernel_size = ml_collections.config_dict.placeholder(int)
   c.decoder.impl = "auto"  # transposed conv: auto | xla | subpixel
+  # Output in [0, 1]: "clip" (straight-through clip, the default for every config) or
+  # "sigmoid" (the paper's Table 1). With a sigmoid, decoders of mostly black images
+  # (digits, strokes) collapsed to the all-black image at every learning rate and
+  # reduction tried (issue 16; benchmarks/README.md "ClaDec decoder recipe").
+  c.decoder.output = "clip"
   c.decoder_epochs = 64
   c.refae_epochs = 64
   # The reference recipe: Adam lr 3e-4, weight decay 1e-5, lr x0.1 twice.
@@ -82,16 +89,21 @@ def get_config(arg=None):
   c.eval_classifier.optimizer = config_utils.optimizer_config("sgd", 0.1, momentum=0.9,
                                                               weight_decay=1e-4)
 
-  # Table 6: classifier snapshots after these epochs (empty: skip), explained at this layer.
+  # Table 6: classifiers trained for these epochs (empty: skip), explained at this layer.
+  # "own": each its own run with its own lr schedule over its epochs; "snapshots": one
+  # run over the largest number, snapshotted (cheaper; mid-schedule classifiers).
   c.classifier_epochs = (0, 1, 4, 16, 64)
   c.classifier_epochs_layer = -2
+  c.classifier_epochs_runs = "own"
 
   # Figs. 13/14: decoders from runs of channels of `layer`: nested sizes (neurons
-  # 0..n-1) and `disjoint_count` disjoint runs of `disjoint_size` (0: none).
+  # 0..n-1) and `disjoint_count` disjoint runs (0: none) of `disjoint_size` channels, by
+  # default (None) `disjoint_fraction` of the layer's, the paper's 2% (10 of 512).
   c.subsets = ml_collections.ConfigDict()
   c.subsets.layer = -2
   c.subsets.nested = (256, 64, 16, 4)
-  c.subsets.disjoint_size = 64
+  c.subsets.disjoint_size = ml_collections.config_dict.placeholder(int)
+  c.subsets.disjoint_fraction = 0.02
   c.subsets.disjoint_count = 4
 
   # Tables 7/8, Fig. 16 (layers must be among `layers`; empty: skip).
@@ -120,9 +132,10 @@ def get_config(arg=None):
     # Reduced against the paper: 3000 training images (of 60000) for the decoders, RefAE
     # and the evaluation classifiers, 2000 test images (of 10000); 3 decoder / RefAE
     # epochs (of 64) at Adam lr 1e-3 (of 3e-4, to make up for the few steps); 2
-    # evaluation-classifier epochs (of 64); 2 seeds (of 5); alphas 0.999, 0.9, 0 (no
-    # 1.0); no Table 6 (it trains classifiers from scratch); 3 subset decoders; 1000
-    # occlusion images.
+    # evaluation-classifier epochs (of 64); 2 seeds (of 5); alphas 0.999, (0.99 for a
+    # ResNet,) 0.9, 0 (no 1.0); Table 6 with classifiers of 0, 1 and 2 epochs (of 0, 1,
+    # 4, 16, 64), each its own run on the 3000 images; 4 subset decoders (2 disjoint of
+    # 2%); 1000 occlusion images.
     c.data = config_utils.data_config("fashion_mnist", "idx", image_size=32,
                                       max_train=3000, max_test=2000)
     c.seeds = (0, 1)
@@ -130,10 +143,9 @@ def get_config(arg=None):
     c.decoder_optimizer = config_utils.optimizer_config("adam", 1e-3, weight_decay=1e-5)
     c.eval_classifier.num_epochs = 2
     c.classifier.num_epochs = 5
-    c.alphas = (0.999, 0.9, 0.0)
-    c.classifier_epochs = ()
+    c.alphas = (0.999, 0.99, 0.9, 0.0) if a.arch.startswith("resnet") else (0.999, 0.9, 0.0)
+    c.classifier_epochs = (0, 1, 2)
     c.subsets.nested = (64, 8)
-    c.subsets.disjoint_size = 64
     c.subsets.disjoint_count = 2
     c.occlusion.n_images = 1000
     c.keep_checkpoints = 1

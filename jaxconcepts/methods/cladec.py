@@ -174,16 +174,32 @@ def select_neurons(codes: jax.typing.ArrayLike,
   return codes[..., idx]
 
 
-def neuron_subsets(nested: Sequence[int], disjoint_size: int, disjoint_count: int,
-                   channels: int, layer: str = "the layer") -> tuple[tuple[str, int, int], ...]:
+# The paper's Fig. 14: disjoint subsets of 2% of the last conv layer's neurons.
+DISJOINT_FRACTION = 0.02
+
+
+def check_fraction(fraction: float) -> float:
+  """`fraction` as a float in (0, 1]; ValueError otherwise."""
+  f = float(fraction)
+  if not 0.0 < f <= 1.0:
+    raise ValueError(f"subsets.disjoint_fraction must lie in (0, 1], got {fraction!r}")
+  return f
+
+
+def neuron_subsets(nested: Sequence[int], disjoint_size: int | None, disjoint_count: int,
+                   channels: int, layer: str = "the layer", *,
+                   disjoint_fraction: float = DISJOINT_FRACTION
+                   ) -> tuple[tuple[str, int, int], ...]:
   """Runs of channels for decoders that see only part of a layer (Figs. 13/14).
 
   Args:
     nested: sizes n of the nested subsets, channels [0, n).
-    disjoint_size, disjoint_count: `disjoint_count` consecutive disjoint runs of
-      `disjoint_size` channels from channel 0 (count 0: none).
+    disjoint_size: channels per disjoint run; None: `disjoint_fraction` of the
+      layer's channels, rounded, at least 1 (the paper: 2%, e.g. 10 of 512).
+    disjoint_count: that many consecutive disjoint runs from channel 0 (0: none).
     channels: the layer's channels.
     layer: named in errors.
+    disjoint_fraction: in (0, 1], used when `disjoint_size` is None.
 
   Returns:
     ((kind, start, stop), ...) with kind "nested" or "disjoint", nested first.
@@ -197,8 +213,10 @@ def neuron_subsets(nested: Sequence[int], disjoint_size: int, disjoint_count: in
       raise ValueError(f"neuron subset of size {n} is larger than layer {layer!r}, which has "
                        f"{channels} neurons (channels)")
     out.append(("nested", 0, int(n)))
-  size, count = int(disjoint_size), int(disjoint_count)
+  count = int(disjoint_count)
   if count > 0:
+    size = (max(1, int(round(check_fraction(disjoint_fraction) * channels)))
+            if disjoint_size is None else int(disjoint_size))
     if size * count > channels:
       raise ValueError(f"{count} disjoint neuron subsets of size {size} need {size * count} "
                        f"neurons, but layer {layer!r} has {channels} (channels)")

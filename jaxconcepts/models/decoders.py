@@ -1,7 +1,7 @@
 """Decoders from a layer's activations back to an image (ClaDec and RefAE).
 
 The decoder of the ClaDec paper (Table 1) is a stack of stride-2 transposed
-convolutions, ReLU after each, a sigmoid on the output; a dense layer first
+convolutions, ReLU after each, a sigmoid on the output (see below); a dense layer first
 for vector codes. The number of upsampling stages follows from the code's
 spatial size: `log2(out_size / h)` (five for a 1x1 or vector code and 32x32
 images, three for the 4x4 code of `conv3a`). Two variants:
@@ -18,6 +18,14 @@ vector, or a 1x1 map) goes through a dense layer with ReLU to
 `max(d, 64)` features, reshaped to 1x1; a spatial code (h > 1) through a 3x3
 conv with ReLU that keeps its channels.
 
+The output activation (`output_activation`) is a straight-through clip by
+default, not the paper's sigmoid: on mostly black images (digits, thin
+strokes) Adam's first steps drive the sigmoid's pre-activations far negative,
+its derivative vanishes, and every decoder collapsed to the all-black image
+whatever the learning rate or loss reduction (issue 16; measured in
+benchmarks/README.md, "ClaDec decoder recipe"). `output="sigmoid"` keeps the
+paper's.
+
 The transposed convolutions are `models.layers.ConvTranspose` (PyTorch's
 `ConvTranspose2d(k, stride=2, padding=(k-1)//2, output_padding=...)`, exactly
 twice the input size); its `impl` ("auto" | "xla" | "subpixel") is passed
@@ -32,12 +40,14 @@ from typing import Sequence
 import chex
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxconcepts.models import layers
 from jaxconcepts.ops import backend
 from jaxconcepts.utils import check_choice
 
 VARIANTS = ("paper", "reference")
+OUTPUTS = ("sigmoid", "clip")
 # Widths of the transposed convs, counted back from the output (the last one
 # produces the image's channels): variant -> base width (doubling per stage).
 _BASE_WIDTH = {"paper": 32, "reference": 64}
@@ -87,14 +97,30 @@ def stage_widths(variant: str, n_stages: int, out_channels: int) -> tuple[int, .
     out_channels: the image's channels.
 
   Returns:
-    n_stages widths; for fewer stages the widest (nearest the code) are dropped.
+    n_stages widths; for fewer stages the widest (nearest the code) are dropped;
+    () for a code at full resolution (no upsampling stage: `Decoder` ends in a
+    stride-1 conv to the image's channels instead).
 
   Raises:
     ValueError: for an unknown variant.
   """
   check_choice("decoder variant", variant, VARIANTS)
   base = _BASE_WIDTH[variant]
+  if n_stages == 0:
+    return ()
   return tuple(base * 2 ** (n_stages - 2 - i) for i in range(n_stages - 1)) + (out_channels,)
+
+
+def output_activation(z: jax.Array, kind: str = "sigmoid") -> jax.Array:
+  """The decoder's output in [0, 1] from the last layer's pre-activation `z` (any shape).
+
+  "sigmoid": the paper's. "clip": `clip(z, 0, 1)` in value with the gradient of
+  the identity (straight-through), so a pixel outside [0, 1] still receives the
+  reconstruction loss's gradient.
+  """
+  if check_choice("decoder output", kind, OUTPUTS) == "sigmoid":
+    return nn.sigmoid(z)
+  return z + jax.lax.stop_gradient(jnp.clip(z, 0.0, 1.0) - z)
 
 
 class Decoder(nn.Module):
@@ -106,12 +132,15 @@ class Decoder(nn.Module):
     variant: "paper" (5x5, widths 256..32) or "reference" (4x4, 512..64).
     kernel_size: override the variant's kernel size.
     impl: transposed-conv implementation, see `models.layers.ConvTranspose`.
+    output: the output activation, "clip" (default) or "sigmoid" (the paper's),
+      see `output_activation`.
   """
   out_size: int = 32
   out_channels: int = 1
   variant: str = "paper"
   kernel_size: int | None = None
   impl: str = "auto"
+  output: str = "clip"
 
   @nn.compact
   def __call__(self, code: jax.Array) -> jax.Array:
@@ -129,18 +158,20 @@ class Decoder(nn.Module):
       x = nn.relu(layers.Conv(code.shape[-1], (3, 3), name="stem")(code))
     for i, width in enumerate(widths):
       x = layers.ConvTranspose(width, k, impl=self.impl, name=f"deconv{i}")(x)
-      x = nn.relu(x) if i < len(widths) - 1 else nn.sigmoid(x)
+      x = nn.relu(x) if i < len(widths) - 1 else output_activation(x, self.output)
+    if not widths:  # a code at full resolution: a 3x3 stride-1 conv (odd: keeps the size)
+      x = output_activation(layers.Conv(self.out_channels, (3, 3), name="out")(x), self.output)
     chex.assert_shape(x, (code.shape[0], self.out_size, self.out_size, self.out_channels))
     return x
 
 
 def create_decoder(code_shape: Sequence[int], image_shape: Sequence[int], *,
                    variant: str = "paper", kernel_size: int | None = None,
-                   impl: str = "auto") -> Decoder:
+                   impl: str = "auto", output: str = "clip") -> Decoder:
   """A decoder for codes of shape `code_shape` to images `image_shape` (H, W, C).
 
   Checks every argument (square images, a power-of-two ratio, the variant, the
-  kernel size, the impl) before anything runs.
+  kernel size, the impl, the output) before anything runs.
 
   Args:
     code_shape: per-sample code shape, (d,) or (h, h, c).
@@ -148,6 +179,7 @@ def create_decoder(code_shape: Sequence[int], image_shape: Sequence[int], *,
     variant: "paper" or "reference" (see the module docstring).
     kernel_size: override the variant's kernel size (>= 2).
     impl: "auto" | "xla" | "subpixel", see `models.layers.ConvTranspose`.
+    output: "clip" (default) or "sigmoid" (the paper's), see `output_activation`.
 
   Returns:
     An unbound `Decoder`.
@@ -162,6 +194,7 @@ def create_decoder(code_shape: Sequence[int], image_shape: Sequence[int], *,
   if kernel_size is not None and int(kernel_size) < 2:
     raise ValueError(f"decoder kernel_size must be >= 2, got {kernel_size}")
   backend.conv_transpose_impl(impl)
+  check_choice("decoder output", output, OUTPUTS)
   num_upsampling_stages(code_shape, image_shape[0])
   return Decoder(out_size=image_shape[0], out_channels=image_shape[2], variant=variant,
-                 kernel_size=kernel_size, impl=impl)
+                 kernel_size=kernel_size, impl=impl, output=output)

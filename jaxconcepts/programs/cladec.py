@@ -17,10 +17,11 @@ interrupted run resumes where it stopped and finished stages are skipped:
    (`eval_cladec_<layer>_a<alpha>_s<seed>`, `eval_refae_<layer>_s<seed>`);
 5. neuron subsets at `config.subsets.layer`: nested and disjoint runs of
    channels (`cladec_<layer>_a<alpha>_n<first>-<last>_...`);
-6. Table 6: one classifier run (`clf_sweep`) snapshotted after each of
-   `config.classifier_epochs` epochs (0 = untrained), a ClaDec decoder and an
-   evaluation classifier per snapshot at `config.classifier_epochs_layer`
-   (RefAE does not depend on the classifier: its columns reuse stage 2).
+6. Table 6: a classifier per entry of `config.classifier_epochs` (0 =
+   untrained), each its own run with its own schedule (`clf_run<E>`; or, with
+   `classifier_epochs_runs="snapshots"`, snapshots of one run `clf_sweep`), a
+   ClaDec decoder and an evaluation classifier each at
+   `config.classifier_epochs_layer` (RefAE's columns reuse stage 2).
 
 `evaluate.py` restores all of it and flows one way: compute (reconstructions,
 logits, occlusion trials: `evaluators.cladec.Results`), then evaluators (rows,
@@ -28,7 +29,9 @@ logits, occlusion trials: `evaluators.cladec.Results`), then evaluators (rows,
 report (files). It writes under `workdir/results` the tables `cladec_layers`
 (Tables 2/3), `cladec_alpha` (4/5), `cladec_training_epochs` (6),
 `cladec_subsets`, `occlusion` (7/8), each `.json` + `.md` with the rec
-reduction, epochs and seeds that produced it, and under `workdir/figures` the
+reduction, epochs and seeds that produced it and the health checks
+(`evaluators.health`), the run `summary` of every collapsed, chance-level or
+NaN result (also logged as WARNINGs at the end), and under `workdir/figures` the
 PNGs `cladec_layers.png` / `cladec_layers_misclassified.png` (Figs. 6 / 7),
 `cladec_alpha.png` (11), `cladec_training_epochs.png` (12),
 `cladec_subsets_nested.png` / `_disjoint.png` (13 / 14), `occlusion.png` (16).
@@ -39,11 +42,9 @@ decoder that cannot reach the image size, occlusion squares that do not fit)
 is raised before any training.
 
 Weights are traced arguments of module-level jitted functions (`methods.cladec`,
-`split.predict_logits`): the explained classifier, its Table 6 snapshots
-and the evaluation classifiers share one compilation per shape of the
-predictions, the encoding and the ClaDec step. Stages of the same shapes share
-one decoder module and one optimizer (`Plan.decoders`, `Plan.decoder_opt`),
-because a train state's structure includes its `apply_fn` and `tx`.
+`split.predict_logits`): all classifiers of an architecture share one
+compilation per shape. Stages of the same shapes share one decoder module and
+optimizer (`Plan.decoders`, `Plan.decoder_opt`): a train state holds both.
 """
 
 from __future__ import annotations
@@ -60,10 +61,12 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxconcepts import data as data_lib
 from jaxconcepts import report
 from jaxconcepts import utils
 from jaxconcepts.evaluators import cladec as tables
 from jaxconcepts.evaluators import cladec_figures as figures
+from jaxconcepts.evaluators import health
 from jaxconcepts.methods import cladec
 from jaxconcepts.methods import occlusion as occ
 from jaxconcepts.models import classifiers as models
@@ -262,17 +265,38 @@ def _train_eval_classifiers(plan: Plan, clf: Classifier) -> None:
                              _train_test(plan, cla, i))
 
 
-def _sweep_config(plan: Plan) -> ml_collections.ConfigDict:
-  """Table 6's classifier run: the classifier's recipe over the largest snapshot's epochs."""
-  return classifier_config(plan, max(max(plan.sweep_epochs), 1),
-                           int(plan.config.classifier.seed))
+def _sweep_run(plan: Plan, epochs: int) -> tuple[str, ml_collections.ConfigDict]:
+  """Table 6's classifier for `epochs`: (run name, config).
+
+  `classifier_epochs_runs` "own" (the default): a run of its own over `epochs`
+  epochs with its own learning-rate schedule (issue 16, fix 9); "snapshots":
+  one run over the largest number, snapshotted (each snapshot mid-schedule).
+  """
+  seed, epochs_of = int(plan.config.classifier.seed), plan.sweep_epochs
+  if plan.config.classifier_epochs_runs == "snapshots":
+    return "clf_sweep", classifier_config(plan, max(max(epochs_of), 1), seed)
+  return f"clf_run{epochs}", classifier_config(plan, max(epochs, 1), seed)
 
 
 def _snapshot_variables(plan: Plan, epochs: int) -> Any | None:
   """The Table 6 classifier's variables after `epochs` epochs, or None if missing."""
+  name, cfg = _sweep_run(plan, epochs)
   return classifier_lib.restore_variables(
-      classifier_lib.snapshot_dir(plan.workdir, "clf_sweep", epochs), plan.model,
-      _sweep_config(plan), plan.image_shape, plan.dataset.num_train, snapshot=True)
+      classifier_lib.snapshot_dir(plan.workdir, name, epochs), plan.model, cfg,
+      plan.image_shape, plan.dataset.num_train, snapshot=True)
+
+
+def _train_sweep_classifiers(plan: Plan) -> None:
+  """Table 6's classifiers: own runs or snapshots of one (see `_sweep_run`)."""
+  runs = {}
+  for e in plan.sweep_epochs:
+    name, cfg = _sweep_run(plan, e)
+    runs.setdefault(name, (cfg, []))[1].append(e)
+  for name, (cfg, epochs) in runs.items():
+    made = classifier_lib.train_snapshots(cfg, plan.workdir, plan.dataset, epochs, name=name)
+    for e, seconds in made.items():
+      cladec_plan.record_stage(plan, f"{name}_e{e}", seconds, images=plan.dataset.num_train,
+                               epochs=e)
 
 
 def _train_epochs_sweep(plan: Plan) -> list[str]:
@@ -285,11 +309,7 @@ def _train_epochs_sweep(plan: Plan) -> list[str]:
       _train_eval_classifier(plan, eval_stage("refae", layer, seed), seed,
                              _train_test(plan, functools.partial(_refae_reconstructor, plan,
                                                                  layer), i))
-  made = classifier_lib.train_snapshots(_sweep_config(plan), plan.workdir, plan.dataset,
-                                        plan.sweep_epochs, name="clf_sweep")
-  for e, seconds in made.items():
-    cladec_plan.record_stage(plan, f"clf_sweep_e{e}", seconds, images=plan.dataset.num_train,
-                             epochs=e)
+  _train_sweep_classifiers(plan)
   for e in sorted(plan.sweep_epochs):
     variables = _snapshot_variables(plan, e)
     stages.append(_train_cladec(plan, variables, layer, alpha, clf_epochs=e))
@@ -462,15 +482,17 @@ def _compute_occlusion(plan: Plan, clf: Classifier, n: int,
   for layer in plan.occlusion_layers:
     logging.info("cladec: evaluate: occlusion, %s (%d images x %d squares)", plan.label(layer),
                  n, masks.shape[0])
-    maps = occ.gradcam_pixel_maps(gradcam_fn, plan.model, clf.variables, x, preds, layer,
-                                  plan.layer_shapes[layer], batch_size=c.occlusion.batch_size)
+    cam_layer = occ.gradcam_layer(plan.model.layer_names, plan.layer_shapes, layer)
+    maps = occ.gradcam_pixel_maps(gradcam_fn, plan.model, clf.variables, x, preds, cam_layer,
+                                  plan.layer_shapes[cam_layer], batch_size=c.occlusion.batch_size)
     study = occ.occlusion_study(
         lambda imgs: _predict(plan, clf.variables, imgs), x, y, occluded, masks,
         occ.map_relevance(maps, masks), plan.seeds,
         _cladec_reconstructor(plan, clf.variables, layer, c.alpha))
     example = None if study["example"] is None else tables.OcclusionExample(*study["example"])
     out.append(tables.OcclusionResult(plan.label(layer), plan.layer_shapes[layer],
-                                      tuple(study["cladec"]), tuple(study["gradcam"]), example))
+                                      tuple(study["cladec"]), tuple(study["gradcam"]), example,
+                                      plan.label(cam_layer)))
   return tuple(out)
 
 
@@ -488,56 +510,49 @@ def compute_results(plan: Plan, clf: Classifier,
       subsets=_compute_subsets(plan, clf) if plan.subsets else (),
       subset_label=plan.label(plan.subset_layer),
       occlusion=_compute_occlusion(plan, clf, n_occ, gradcam_fn), occlusion_images=n_occ,
-      predictions=_predict(plan, clf.variables, plan.dataset.test_images))
+      predictions=_predict(plan, clf.variables, plan.dataset.test_images),
+      mean_image=data_lib.mean_image(plan.dataset.train_images),
+      num_classes=plan.dataset.num_classes)
 
 
 # ---------------------------------------------------------------------------
 # evaluate: results -> evaluators -> report
 # ---------------------------------------------------------------------------
 
-_TRAINED_KEYS = ("rec_reduction", "decoder_epochs", "refae_epochs", "batch_size", "seeds",
-                 "decoder", "decoder_optimizer", "data", "arch", "alpha")
 _OUTPUT_KEYS = {"cladec_layers": "layers", "cladec_alpha": "alpha",
                 "cladec_training_epochs": "training_epochs", "cladec_subsets": "subsets",
-                "occlusion": "occlusion"}
-
-
-def _trained_config_notes(plan: Plan) -> list[str]:
-  """A warning note when the training-relevant settings differ from what train.py used."""
-  path = os.path.join(plan.workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    trained = json.load(f)
-  now = json.loads(plan.config.to_json_best_effort())
-  diff = [k for k in _TRAINED_KEYS if trained.get(k) != now.get(k)]
-  if diff:
-    logging.warning("cladec: evaluate's config differs from train's in %s", diff)
-    return [f"WARNING: evaluate's config differs from the one train.py used in {diff}"]
-  return []
+                "occlusion": "occlusion", "summary": "summary"}
 
 
 def _run_info(plan: Plan, clf: Classifier) -> tables.RunInfo:
-  c, ds = plan.config, plan.dataset
-  d = c.decoder
-  kernel = decoders.kernel_size(d.variant, d.kernel_size)
+  c, ds, d = plan.config, plan.dataset, plan.config.decoder
   return tables.RunInfo(
       config=c, dataset=ds.name, num_train=ds.num_train, num_test=ds.num_test,
       image_shape=plan.image_shape, seeds=plan.seeds, classifier_workdir=clf.info.get("workdir"),
-      classifier_step=clf.info.get("step"), kernel_size=kernel,
-      warnings=tuple(_trained_config_notes(plan)))
+      classifier_step=clf.info.get("step"), kernel_size=decoders.kernel_size(d.variant,
+                                                                             d.kernel_size),
+      warnings=tuple(cladec_plan.trained_config_notes(plan, CONFIG_FILE)))
 
 
 def _write_tables(plan: Plan, results: tables.Results,
                   info: tables.RunInfo) -> tuple[dict[str, Any], list[str]]:
-  """Evaluators -> report: every table as JSON + Markdown; ({key: rows}, paths)."""
+  """Evaluators -> report: every table and the run summary as JSON + Markdown.
+
+  Returns:
+    ({key: rows, "summary": the summary's rows}, paths written).
+  """
   ds = plan.dataset
   rows, files = {}, []
-  for table in tables.tables(results, ds.test_images, ds.test_labels, info):
+  written = tables.tables(results, ds.test_images, ds.test_labels, info)
+  summary = tables.summary("ClaDec", written)
+  for table in written + [summary]:
     rows[_OUTPUT_KEYS[table.name]] = table.rows
     files += report.write_table(os.path.join(plan.workdir, RESULTS_DIR, table.name), table.rows,
                                 title=table.title, notes=table.notes, columns=table.columns)
   return rows, files
+
+
+
 
 
 def _write_figures(plan: Plan, results: tables.Results) -> list[str]:
@@ -570,7 +585,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   Returns:
     {"layers", "alpha", "training_epochs", "subsets", "occlusion": rows (the
-     tables written), "files": written paths, "wall_s"}.
+     tables written), "summary": the rows of `results/summary` (one per
+     collapsed, chance-level or NaN result, each also logged as a WARNING),
+     "files": written paths, "wall_s"}.
   """
   t0 = time.time()
   plan = prepare(config, workdir)
@@ -581,4 +598,5 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   out["files"] = files + _write_figures(plan, results)
   out["wall_s"] = time.time() - t0
   logging.info("cladec: evaluation written in %.0f s: %s", out["wall_s"], out["files"])
+  health.log_warnings("cladec", out["summary"])
   return out

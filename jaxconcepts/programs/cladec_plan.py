@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from typing import Any, Mapping
 
+from absl import logging
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 from jaxconcepts import utils
@@ -67,13 +71,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not config.classifier_workdir:
     utils.check_int(config.classifier.num_epochs, "classifier.num_epochs")
   _check_distinct_ints(config.classifier_epochs, "classifier_epochs", 0)
+  utils.check_choice("classifier_epochs_runs", config.classifier_epochs_runs,
+                     ("own", "snapshots"))
   utils.check_int(config.batch_size, "batch_size")
   utils.check_int(config.eval_batch_size, "eval_batch_size")
   utils.check_choice("decoder optimizer", config.decoder_optimizer.name, ("sgd", "adam"))
   for n in config.subsets.nested:
     utils.check_int(n, "subsets.nested sizes")
   if utils.check_int(config.subsets.disjoint_count, "subsets.disjoint_count", 0) > 0:
-    utils.check_int(config.subsets.disjoint_size, "subsets.disjoint_size")
+    if config.subsets.disjoint_size is not None:
+      utils.check_int(config.subsets.disjoint_size, "subsets.disjoint_size")
+    cladec.check_fraction(config.subsets.disjoint_fraction)
   utils.check_int(config.occlusion.n_images, "occlusion.n_images", 0)
   utils.check_int(config.figures.n_images, "figures.n_images")
 
@@ -136,6 +144,17 @@ def _resolve_layers(model: Any, config: ml_collections.ConfigDict) -> tuple[str,
   return tuple(layers)
 
 
+def _build_decoder(code_shape: tuple[int, ...], image_shape: tuple[int, ...],
+                   d: ml_collections.ConfigDict) -> decoders.Decoder:
+  """A decoder for one code shape, built (shapes only, no FLOPs) so that a decoder that
+  cannot produce the image fails here, before any stage trains (issue 16, fix 1)."""
+  decoder = decoders.create_decoder(code_shape, image_shape, variant=d.variant,
+                                    kernel_size=d.kernel_size, impl=d.impl, output=d.output)
+  code = jax.ShapeDtypeStruct((1, *code_shape), jnp.float32)
+  jax.eval_shape(decoder.init, jax.random.PRNGKey(0), code)
+  return decoder
+
+
 def prepare(config: ml_collections.ConfigDict, workdir: str) -> Plan:
   """Validates the config, loads the data and resolves layers; no training.
 
@@ -157,7 +176,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Plan:
     sub_layer = resolve(config.subsets.layer)
     sub = config.subsets
     subsets = cladec.neuron_subsets(sub.nested, sub.disjoint_size, sub.disjoint_count,
-                                    shapes[sub_layer][-1], sub_layer)
+                                    shapes[sub_layer][-1], sub_layer,
+                                    disjoint_fraction=sub.disjoint_fraction)
   sweep_epochs = tuple(int(e) for e in config.classifier_epochs)
   sweep_layer = resolve(config.classifier_epochs_layer) if sweep_epochs else None
   occ_layers = tuple(resolve(layer) for layer in config.occlusion.layers)
@@ -170,9 +190,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Plan:
   code_shapes = {shapes[l] for l in layers + (alpha_layer, sub_layer, sweep_layer) if l}
   code_shapes |= {shapes[sub_layer][:-1] + (stop - start,) for _, start, stop in subsets}
   d = config.decoder
-  decoder_of = {s: decoders.create_decoder(s, dataset.image_shape, variant=d.variant,
-                                           kernel_size=d.kernel_size, impl=d.impl)
-                for s in sorted(code_shapes)}
+  decoder_of = {s: _build_decoder(s, dataset.image_shape, d) for s in sorted(code_shapes)}
   if config.classifier_workdir:
     classifier_lib.check_matches(config.classifier_workdir, dataset, config.arch)
   steps = data_lib.num_batches(dataset.num_train, config.batch_size)
@@ -239,3 +257,28 @@ def classifier_config(plan: Plan, num_epochs: int, seed: int,
   """A `configs/classifier.py`-style config for the classifier or an evaluation classifier."""
   c = plan.config
   return classifier_lib.stage_config(c, num_epochs, seed, c.classifier if sub is None else sub)
+
+
+_TRAINED_KEYS = ("rec_reduction", "decoder_epochs", "refae_epochs", "batch_size", "seeds",
+                 "decoder", "decoder_optimizer", "data", "arch", "alpha",
+                 "classifier_epochs_runs")
+
+
+def trained_config_notes(plan: Plan, config_file: str) -> list[str]:
+  """A warning note when the training-relevant settings differ from what train.py used.
+
+  Args:
+    plan: evaluate's plan.
+    config_file: the config train.py wrote, relative to the workdir.
+  """
+  path = os.path.join(plan.workdir, config_file)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    trained = json.load(f)
+  now = json.loads(plan.config.to_json_best_effort())
+  diff = [k for k in _TRAINED_KEYS if trained.get(k) != now.get(k)]
+  if diff:
+    logging.warning("cladec: evaluate's config differs from train's in %s", diff)
+    return [f"WARNING: evaluate's config differs from the one train.py used in {diff}"]
+  return []

@@ -280,3 +280,39 @@ def test_occlusion_study_runs_one_trial_per_seed_for_each_relevance():
   without = occ.occlusion_study(predict, images, labels, occluded, masks, np.zeros((3, 16)),
                                 (0,), None)
   assert without["cladec"] == [] and without["example"] is None
+
+
+def test_disjoint_subsets_default_to_two_percent_of_the_layer():
+  subsets = cladec.neuron_subsets((), None, 3, 512, "conv4")
+  assert subsets == (("disjoint", 0, 10), ("disjoint", 10, 20), ("disjoint", 20, 30))
+  assert cladec.neuron_subsets((), 64, 2, 512)[1] == ("disjoint", 64, 128)  # the override
+  assert cladec.neuron_subsets((), None, 1, 20)[0] == ("disjoint", 0, 1)  # at least one
+  with pytest.raises(ValueError, match="disjoint_fraction must lie in"):
+    cladec.neuron_subsets((), None, 1, 512, disjoint_fraction=0.0)
+
+
+@pytest.mark.parametrize("arch,layer,expected", [
+    ("vgg", "logits", "conv4a"), ("vgg", "conv4", "conv4a"), ("vgg", "conv3a", "conv3a"),
+    ("resnet10", "logits", "layer4.0"), ("resnet10", "layer2.0", "layer2.0")])
+def test_gradcam_layer_is_the_last_spatial_tap_at_or_below(arch, layer, expected):
+  model = models.create_model(arch, 10)
+  shapes = split_lib.layer_shapes(model, (32, 32, 1))
+  assert occ.gradcam_layer(model.layer_names, shapes, layer) == expected
+  with pytest.raises(ValueError, match="unknown layer"):
+    occ.gradcam_layer(model.layer_names, shapes, "nope")
+
+
+@pytest.mark.parametrize("variant", ["paper", "reference"])
+def test_resnet_full_resolution_decoder_has_no_upsampling_stage(variant):
+  # ResNet-10's layer -5 (layer1.0) is 32x32x64: as large as the image.
+  code_shape = split_lib.layer_shapes(models.create_model("resnet10", 10), (32, 32, 1))[
+      "layer1.0"]
+  assert code_shape == (32, 32, 64)
+  assert decoders.num_upsampling_stages(code_shape, 32) == 0
+  assert decoders.stage_widths(variant, 0, 1) == ()
+  dec = decoders.create_decoder(code_shape, (32, 32, 1), variant=variant)
+  codes = jnp.ones((2,) + code_shape)
+  params = dec.init(jax.random.PRNGKey(0), codes)
+  out = dec.apply(params, codes)
+  assert out.shape == (2, 32, 32, 1) and float(out.min()) >= 0 and float(out.max()) <= 1
+  assert not any(k.startswith("deconv") for k in params["params"])

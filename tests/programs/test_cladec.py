@@ -120,6 +120,21 @@ def _table(workdir, stem):
     return json.load(f)
 
 
+def _assert_health_and_summary(workdir, tables):
+  """Every row has a status; the summary lists exactly the rows' problems."""
+  problems = set()
+  for table in tables:
+    for row in table["rows"]:
+      assert row["status"] in ("ok", "collapsed", "chance", "nan", "missing")
+      problems |= {(col, st) for col, st in row["checks"].items()
+                   if st in ("collapsed", "chance", "nan")}
+    assert "status" in table["columns"]
+  assert "rec_black" in tables[0]["columns"] and "chance" in tables[0]["columns"]
+  summary = _table(workdir, "summary")
+  assert {(r["column"], r["status"]) for r in summary["rows"]} == problems
+  assert summary["columns"] == ["table", "row", "column", "status", "note"]
+
+
 @pytest.mark.slow
 def test_quick_pipeline_trains_resumes_and_writes_every_table_and_figure(tmp_path):
   workdir = str(tmp_path / "quick")
@@ -156,13 +171,57 @@ def test_quick_pipeline_trains_resumes_and_writes_every_table_and_figure(tmp_pat
   occl = _table(workdir, "occlusion")
   assert len(occl["rows"]) == 2
   row = occl["rows"][0]
-  assert row["gradcam_delta_acc"] == 0.0  # the logits have no spatial extent: all squares tie
+  # the logits have no spatial extent (all squares would tie): GradCAM runs at conv4a
+  assert row["gradcam_layer"] == "-3 (conv4a)" and occl["rows"][1]["gradcam_layer"] == "-5 (conv3a)"
+  assert any("moved here: -1 (logits) -> -3 (conv4a)" in n for n in occl["notes"])
   for key in ("cladec_acc_max", "cladec_acc_min", "gradcam_acc_max", "gradcam_acc_min"):
     assert 0.0 <= row[key] <= 1.0
+  assert {"clf_run0_e0", "clf_run1_e1"} <= set(ckpts)  # Table 6: own runs
+  _assert_health_and_summary(workdir, [layers, alpha, epochs, subsets, occl])
   for stem in ("cladec_layers", "cladec_alpha", "cladec_training_epochs", "cladec_subsets",
-               "occlusion"):
+               "occlusion", "summary"):
     assert os.path.exists(os.path.join(workdir, "results", stem + ".md"))
   for fig in ("cladec_layers", "cladec_alpha", "cladec_training_epochs",
               "cladec_subsets_nested", "cladec_subsets_disjoint", "occlusion"):
     path = os.path.join(workdir, "figures", fig + ".png")
     assert os.path.getsize(path) > 1000, path
+
+
+def test_prepare_builds_a_resnet_decoder_at_full_resolution_before_training(tmp_path):
+  # ResNet-10's layer -5 is 32x32: its decoder has no upsampling stage, and prepare builds
+  # it (and every other layer's decoder) before any stage trains.
+  plan = cladec_pipeline.prepare(
+      _quick_config(arch="resnet10", layers=(-1, -5), alpha_layer=-1, alphas=(),
+                    **{"subsets.nested": (), "subsets.disjoint_count": 0,
+                       "classifier_epochs": (), "occlusion.layers": ()}), str(tmp_path))
+  assert plan.layer_shapes["layer1.0"] == (32, 32, 64)
+  assert set(plan.decoders) == {(10,), (32, 32, 64)}
+  _assert_nothing_trained(tmp_path)
+
+
+def test_resnet_alpha_sweep_has_the_papers_0_99():
+  from configs import cladec as cladec_config  # pylint: disable=g-import-not-at-top
+  assert cladec_config.get_config("arch=resnet10").alphas == (1.0, 0.999, 0.99, 0.9, 0.0)
+  assert 0.99 not in cladec_config.get_config().alphas  # VGG's Table 4 has none
+  assert 0.99 in cladec_config.get_config("fmnist=True,arch=resnet10").alphas
+
+
+def test_fmnist_config_runs_table6_and_disjoint_subsets_of_two_percent():
+  from configs import cladec as cladec_config  # pylint: disable=g-import-not-at-top
+  c = cladec_config.get_config("fmnist=True")
+  assert tuple(c.classifier_epochs) == (0, 1, 2) and c.classifier_epochs_runs == "own"
+  assert c.subsets.disjoint_size is None and c.subsets.disjoint_fraction == 0.02
+
+
+def test_table6_classifiers_are_own_runs_unless_snapshots_are_asked_for(tmp_path):
+  plan = cladec_pipeline.prepare(_quick_config(**{"classifier_epochs": (0, 2, 4)}),
+                                 str(tmp_path))
+  runs = {e: cladec_pipeline._sweep_run(plan, e) for e in (0, 2, 4)}  # pylint: disable=protected-access
+  assert [runs[e][0] for e in (0, 2, 4)] == ["clf_run0", "clf_run2", "clf_run4"]
+  assert [runs[e][1].num_epochs for e in (0, 2, 4)] == [1, 2, 4]  # own schedules
+  plan = cladec_pipeline.prepare(_quick_config(**{"classifier_epochs": (0, 2, 4),
+                                                  "classifier_epochs_runs": "snapshots"}),
+                                 str(tmp_path))
+  assert {cladec_pipeline._sweep_run(plan, e)[0] for e in (0, 2, 4)} == {"clf_sweep"}  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match="classifier_epochs_runs"):
+    cladec_pipeline.prepare(_quick_config(classifier_epochs_runs="some"), str(tmp_path))
