@@ -11,6 +11,9 @@ Three sources sit behind one function, :func:`load_dataset`:
   package at ``/usr/share/datasets/fashion-mnist``. Pure numpy.
 * ``"digits"``: scikit-learn's bundled 8x8 digits (1797 images), upsampled.
   Needs nothing beyond the core dependencies; the embedded default.
+* ``"planted"``: a generated data set whose classes are built from known
+  parts, with the ground-truth part maps in `Dataset.parts`
+  (:mod:`jaxconcepts.data.planted`). No download.
 
 Every source returns a :class:`Dataset` of float32 NHWC images in [0, 1] and
 int32 labels, held in host memory as numpy arrays (the whole of Fashion-MNIST
@@ -31,12 +34,15 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+from typing import Any
 
 import chex
 import numpy as np
 
-SOURCES = ("tfds", "idx", "digits")
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits")
+from jaxconcepts.data import planted
+
+SOURCES = ("tfds", "idx", "digits", "planted")
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits", "planted")
 # Debian / Ubuntu package `dataset-fashion-mnist`.
 DEFAULT_IDX_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
 
@@ -45,12 +51,14 @@ _SOURCE_DATASETS = {
     "tfds": ("mnist", "fashion_mnist", "cifar10", "cifar100"),
     "idx": ("mnist", "fashion_mnist"),
     "digits": ("digits",),
+    "planted": ("planted",),
 }
 
 _DIGIT_NAMES = tuple(str(i) for i in range(10))
 _CLASS_NAMES = {
     "mnist": _DIGIT_NAMES,
     "digits": _DIGIT_NAMES,
+    "planted": planted.CLASS_NAMES,
     "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
@@ -98,6 +106,8 @@ class Dataset:
     test_labels: int32[M].
     num_classes: number of classes.
     class_names: `num_classes` human-readable names, indexed by label.
+    parts: the ground-truth part maps of a data set with planted concepts
+      (`data.planted.PlantedParts`), None for every other source.
   """
   name: str
   train_images: np.ndarray
@@ -106,6 +116,7 @@ class Dataset:
   test_labels: np.ndarray
   num_classes: int
   class_names: tuple[str, ...]
+  parts: Any = None
 
   def __post_init__(self):
     chex.assert_rank([self.train_images, self.test_images], 4)
@@ -123,6 +134,12 @@ class Dataset:
     if len(self.class_names) != self.num_classes:
       raise ValueError(f"{len(self.class_names)} class names for "
                        f"{self.num_classes} classes")
+    if self.parts is not None:
+      for split in ("train", "test"):
+        maps = getattr(self.parts, split)
+        if maps.shape != getattr(self, f"{split}_images").shape[:3]:
+          raise ValueError(f"{split} part maps {maps.shape} do not match the images "
+                           f"{getattr(self, f'{split}_images').shape[:3]}")
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -176,9 +193,9 @@ def _validate(name, source, data_dir, image_size, max_train, max_test):
         f"source 'idx' has no default directory for {name!r} (defaults exist "
         f"for: {', '.join(DEFAULT_IDX_DIRS)}); pass data_dir=<directory with "
         f"{', '.join(_IDX_FILES)} (optionally .gz)>")
-  if data_dir is not None and source == "digits":
-    raise ValueError("source 'digits' reads scikit-learn's bundled data and "
-                     f"takes no data_dir, got data_dir={data_dir!r}")
+  if data_dir is not None and source in ("digits", "planted"):
+    raise ValueError(f"source {source!r} reads its embedded data and takes no data_dir, "
+                     f"got data_dir={data_dir!r}")
   _check_optional_positive_int(image_size, "image_size")
   _check_optional_positive_int(max_train, "max_train")
   _check_optional_positive_int(max_test, "max_test")
@@ -433,6 +450,8 @@ def load_dataset(name: str, source: str = "tfds", *,
       "digits": scikit-learn's 8x8 digits (values 0..16 scaled by 1/16),
         split by a fixed permutation (`np.random.default_rng(0)`): 1437
         train, 360 test images.
+      "planted": `data.planted` (seed 0): 3000 train, 600 test images of
+        six classes built from eight parts; the part maps in `parts`.
     data_dir: directory for "tfds" / "idx" (not used by "digits").
     image_size: resize to `image_size` x `image_size` with nearest neighbour
       (`resize_nearest`, torch semantics); None keeps the native size.
@@ -453,10 +472,13 @@ def load_dataset(name: str, source: str = "tfds", *,
     splits = _load_idx(name, data_dir, image_size, max_train, max_test)
   elif source == "tfds":
     splits = _load_tfds(name, data_dir, image_size, max_train, max_test)
+  elif source == "planted":
+    splits, parts = planted.load(image_size, max_train, max_test)
   else:
     splits = _load_digits(image_size, max_train, max_test)
   (train_x, train_y), (test_x, test_y) = splits
   class_names = _CLASS_NAMES[name]
   return Dataset(name=name, train_images=train_x, train_labels=train_y,
                  test_images=test_x, test_labels=test_y,
-                 num_classes=len(class_names), class_names=class_names)
+                 num_classes=len(class_names), class_names=class_names,
+                 parts=parts if source == "planted" else None)
