@@ -51,9 +51,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   validate_data_and_arch(config)
   utils.check_choice("optimizer", config.optimizer.name, ("sgd", "adam"))
-  for key in ("num_epochs", "batch_size"):
-    if int(config[key]) < 1:
-      raise ValueError(f"{key} must be >= 1, got {config[key]}")
+  for key in ("num_epochs", "batch_size", "eval_batch_size", "checkpoint_every_steps",
+              "log_every_steps", "eval_every_epochs", "keep_checkpoints"):
+    utils.check_int(config[key], key, 1)
+  utils.check_int(config.seed, "seed", 0)
   if config.optimizer.learning_rate <= 0:
     raise ValueError(f"optimizer.learning_rate must be > 0, got {config.optimizer.learning_rate}")
 

@@ -20,6 +20,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from jaxconcepts.train import workdir as workdir_lib
+
 # TensorFlow (imported later, only for TFDS and TensorBoard event files) prints C++ notices on
 # import (oneDNN, absl). It computes nothing of ours, so its oneDNN kernels and notices are off.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,28 +41,50 @@ def _check_task(task: str, valid: tuple[str, ...], program: str) -> None:
     raise ValueError(f"unknown task {task!r} for {program}; valid tasks: {list(valid)}")
 
 
-def train_and_evaluate(config, workdir: str):
-  """Runs the training task named by `config.task`."""
-  _check_task(config.task, TRAIN_TASKS, "train")
-  os.makedirs(workdir, exist_ok=True)
+def _validate(config) -> None:
+  """The program's own config checks (before any folder is created)."""
   if config.task == "classifier":
     from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
-    return classifier.run(config, workdir)
-  from jaxconcepts.programs import cladec as cladec_pipeline  # pylint: disable=g-import-not-at-top
-  return cladec_pipeline.train(config, workdir)
+    classifier.validate_config(config)
+  elif config.task == "cladec":
+    from jaxconcepts.programs import cladec_plan  # pylint: disable=g-import-not-at-top
+    cladec_plan.validate_config(config)
+
+
+def train_and_evaluate(config, workdir: str):
+  """Runs the training task named by `config.task` in `workdir`, which it claims first."""
+  _check_task(config.task, TRAIN_TASKS, "train")
+  _validate(config)
+  lock = workdir_lib.claim(workdir, config, "train")
+  try:
+    if config.task == "classifier":
+      from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
+      return classifier.run(config, workdir)
+    from jaxconcepts.programs import cladec as cladec_pipeline  # pylint: disable=g-import-not-at-top
+    return cladec_pipeline.train(config, workdir)
+  finally:
+    workdir_lib.release_lock(lock)
 
 
 def evaluate(config, workdir: str):
   """Runs the evaluation task named by `config.task`; results under workdir/results."""
   _check_task(config.task, EVALUATE_TASKS, "evaluate")
-  if config.task == "classifier":
-    from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
-    return classifier.evaluate(config, workdir)
-  if config.task == "cladec":
-    from jaxconcepts.programs import cladec as cladec_pipeline  # pylint: disable=g-import-not-at-top
-    return cladec_pipeline.evaluate(config, workdir)
-  from jaxconcepts.programs import concepts as concepts_pipeline  # pylint: disable=g-import-not-at-top
-  return concepts_pipeline.evaluate(config, workdir)
+  _validate(config)
+  if config.task in TRAIN_TASKS and not os.path.isdir(workdir):
+    raise ValueError(f"workdir {workdir!r} does not exist: nothing was trained there; run "
+                     f"train.py with the same --config and --workdir first")
+  lock = workdir_lib.claim(workdir, config, "evaluate")
+  try:
+    if config.task == "classifier":
+      from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
+      return classifier.evaluate(config, workdir)
+    if config.task == "cladec":
+      from jaxconcepts.programs import cladec as cladec_pipeline  # pylint: disable=g-import-not-at-top
+      return cladec_pipeline.evaluate(config, workdir)
+    from jaxconcepts.programs import concepts as concepts_pipeline  # pylint: disable=g-import-not-at-top
+    return concepts_pipeline.evaluate(config, workdir)
+  finally:
+    workdir_lib.release_lock(lock)
 
 
 def config_keys(config, prefix: str = "") -> list[str]:
@@ -176,11 +200,24 @@ def _log_setup() -> None:
   logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())
 
 
+def _one_line_errors(fn, *args) -> None:
+  """Runs `fn`; a ValueError / FileNotFoundError (bad input) ends the program with one line.
+
+  Set JAXCONCEPTS_TRACEBACK=1 to see the traceback instead.
+  """
+  try:
+    fn(*args)
+  except (ValueError, FileNotFoundError) as e:
+    if os.environ.get("JAXCONCEPTS_TRACEBACK"):
+      raise
+    _fail(" ".join(str(e).split()))
+
+
 def _train(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   _log_setup()
-  train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  _one_line_errors(train_and_evaluate, FLAGS.config, FLAGS.workdir)
   logging.info("train: done; checkpoints, metrics and TensorBoard events are in %s "
                "(next: python evaluate.py with the same --config and --workdir)",
                os.path.abspath(FLAGS.workdir))
@@ -190,7 +227,7 @@ def _evaluate(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   _log_setup()
-  evaluate(FLAGS.config, FLAGS.workdir)
+  _one_line_errors(evaluate, FLAGS.config, FLAGS.workdir)
   logging.info("evaluate: done; results are in %s",
                ", ".join(os.path.join(os.path.abspath(FLAGS.workdir), d)
                          for d in ("results", "figures")

@@ -29,12 +29,20 @@ def test_help_lists_the_flags_and_the_config_keys_and_exits_0():
     (("--config=configs/nope.py", "--workdir=w"), "no config file 'configs/nope.py'"),
     (("--config=configs/quickstart.py", "--workdir=w", "--config.num_epoch=2"),
      "the config has no key 'num_epoch'"),
+    (("--config=configs/quickstart.py", "--workdir=w", "--config.seed=-1"),
+     "seed must be an integer >= 0, got -1"),
+    (("--config=configs/quickstart.py", "--workdir=w", "--config.log_every_steps=0"),
+     "log_every_steps must be an integer >= 1, got 0"),
+    (("--config=configs/quickstart.py", "--workdir=w", "--config.keep_checkpoints=0"),
+     "keep_checkpoints must be an integer >= 1, got 0"),
 ])
 def test_bad_command_lines_give_one_line_and_create_no_workdir(tmp_path, args, expected):
   proc = _run(*[a.replace("--workdir=w", f"--workdir={tmp_path}/w") for a in args])
   assert proc.returncode != 0
-  lines = proc.stderr.strip().splitlines()
-  assert len(lines) == 1 and expected in lines[0], proc.stderr
+  assert "Traceback" not in proc.stderr, proc.stderr
+  fatal = [line for line in proc.stderr.splitlines() if line.startswith("FATAL")]
+  assert len(fatal) == 1 and expected in fatal[0], proc.stderr
+  assert proc.stderr.strip().splitlines()[-1] == fatal[0]
   assert not os.path.exists(tmp_path / "w")
 
 

@@ -159,7 +159,7 @@ def _config(**data):
     (dict(dataset="imagenet"), r"unknown dataset 'imagenet'.*fashion_mnist"),
     (dict(source="hub"), r"unknown source 'hub'.*idx"),
     (dict(arch="vgg16"), r"unknown arch 'vgg16'.*resnet10"),
-    (dict(num_epochs=0), r"num_epochs must be >= 1"),
+    (dict(num_epochs=0), r"num_epochs must be an integer >= 1, got 0"),
 ])
 def test_bad_config_values_are_rejected_before_training(tmp_path, override, match):
   with pytest.raises(ValueError, match=match):
