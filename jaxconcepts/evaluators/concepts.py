@@ -10,6 +10,9 @@ of images with labels):
   Table 2 (excluding the class);
 * :func:`shift_test`: per ordered pair (B -> A) rows and Table 3;
 * :func:`bias_probe`: Table 4 and the stitched test of the contrast concepts;
+* :func:`planted_parts`: on a data set with planted parts (`data.planted`),
+  how well each class's and each chosen pair's concept crops cover the parts
+  that should explain them, against random crops of the same images;
 * :func:`concept_figures`, :func:`stitched_figure`, :func:`contrast_figures`:
   the crop figures.
 
@@ -27,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from jaxconcepts import report
+from jaxconcepts.data import planted as planted_lib
 from jaxconcepts.methods import concepts as concepts_lib
 from jaxconcepts.methods import contrast as contrast_lib
 from jaxconcepts.methods import crops as crops_lib
@@ -49,12 +53,31 @@ class RunInfo(NamedTuple):
     geometry: the crop geometry.
     layout: the resolved stitch layout.
     names: a name per class id (the data set's class names or the ids).
+    noise_std: the SmoothGrad std in [0, 1] pixel units that ran.
+    data_std: the training images' std it was scaled by (None: not scaled).
+    blank: the bias probe's blank colour (C,) that ran.
   """
   layer: str
   layer_shape: tuple[int, ...]
   n_images: int
   geometry: crops_lib.CropGeometry
   layout: str
+  names: tuple[str, ...]
+  noise_std: float | None = None
+  data_std: float | None = None
+  blank: tuple[float, ...] | None = None
+
+
+class PartTruth(NamedTuple):
+  """The planted parts of the searched split (`data.planted.PlantedParts`).
+
+  Attributes:
+    maps: (N, H, W) int part id per pixel (-1: background).
+    class_parts: (classes, P) bool, the parts of each class.
+    names: P part names.
+  """
+  maps: np.ndarray
+  class_parts: np.ndarray
   names: tuple[str, ...]
 
 
@@ -138,6 +161,8 @@ class ShiftResult(NamedTuple):
     base_mean: (classes,) mean softmax of the unshifted images.
     train_acc: (P,) training accuracy of each (A, B) pair classifier.
     n_images: N.
+    target_probs: (P, T, N) each image's p(A) per offset (None: not kept).
+    base_probs: (N, classes) softmax of the unshifted images (None: not kept).
   """
   b: int
   targets: tuple[int, ...]
@@ -146,6 +171,8 @@ class ShiftResult(NamedTuple):
   base_mean: np.ndarray
   train_acc: np.ndarray
   n_images: int
+  target_probs: np.ndarray | None = None
+  base_probs: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -179,6 +206,16 @@ def stitch_columns(stitch: StitchResult, i: int) -> Row:
   return row
 
 
+def _noise(info: RunInfo) -> str:
+  """The SmoothGrad noise as it ran, with the conversion from normalised units."""
+  if info.noise_std is None:
+    return "noise std as configured"
+  if info.data_std is None:
+    return f"noise std {info.noise_std:.4g} in [0, 1] pixel units"
+  return (f"noise std {info.noise_std / info.data_std:.4g} in normalised units (the paper's "
+          f"0.25) x data std {info.data_std:.4g} = {info.noise_std:.4g} in [0, 1] pixel units")
+
+
 def _stitch_notes(config: ml_collections.ConfigDict, info: RunInfo, n_classes: int,
                   resized: bool) -> list[str]:
   g = info.geometry
@@ -187,8 +224,8 @@ def _stitch_notes(config: ml_collections.ConfigDict, info: RunInfo, n_classes: i
       f"layer {info.layer} {tuple(info.layer_shape)}; {n_classes} classes; images: the "
       f"{config.split} split ({info.n_images} images), up to "
       f"{int(config.n_images_per_class)} predicted per class (labels ignored)",
-      f"attribution: DeepLift + SmoothGrad, {int(config.n_samples)} samples, std "
-      f"{float(config.noise_std)}, baseline {float(config.baseline)}; pixel score order "
+      f"attribution: DeepLift + SmoothGrad, {int(config.n_samples)} samples, {_noise(info)}, "
+      f"baseline {float(config.baseline)}; pixel score order "
       f"{order}{' (paper)' if order == 'mean_then_relu' else ' (reference code)'}",
       f"NMF: multiplicative updates, {int(config.n_concepts)} concepts, init "
       f"{config.nmf_init}, max_iter {int(config.nmf_max_iter)}, tol {float(config.nmf_tol)}",
@@ -247,7 +284,8 @@ def _class_failure(r: ClassResult) -> str:
 
 
 def shift_rows(classes: Sequence[ClassResult], shifts: Mapping[int, ShiftResult],
-               offsets: Sequence[float], names: Sequence[str]) -> list[Row]:
+               offsets: Sequence[float], names: Sequence[str],
+               rule: str = "paper") -> list[Row]:
   """One row per ordered pair (B -> A) of distinct classes, B-major.
 
   Args:
@@ -255,6 +293,7 @@ def shift_rows(classes: Sequence[ClassResult], shifts: Mapping[int, ShiftResult]
     shifts: {B: its shifting test} for the classes that ran.
     offsets: the T offsets.
     names: a name per class id.
+    rule: `contrast.SHIFT_RULES` (majority vote and thresholds).
 
   Returns:
     Rows with status, n_images, pair_train_acc and
@@ -282,7 +321,9 @@ def shift_rows(classes: Sequence[ClassResult], shifts: Mapping[int, ShiftResult]
         row.update(status="ok", n_images=res.n_images,
                    pair_train_acc=float(res.train_acc[i]))
         row.update(contrast_lib.shift_metrics_from_stats(
-            res.mean_probs[i], res.argmax[i], res.base_mean, a, b, offsets))
+            res.mean_probs[i], res.argmax[i], res.base_mean, a, b, offsets, rule=rule,
+            target_probs=None if res.target_probs is None else res.target_probs[i],
+            base_target=None if res.base_probs is None else res.base_probs[:, a]))
       rows.append(row)
   return rows
 
@@ -303,8 +344,9 @@ def shift_test(config: ml_collections.ConfigDict, info: RunInfo,
     `shift_test` tables "per ordered pair (B -> A)" and "table 3" (one row:
     `contrast.shift_summary` with n_failed).
   """
-  rows = shift_rows(classes, shifts, offsets, info.names)
-  summary = contrast_lib.shift_summary(rows, offsets=offsets)
+  rule = config.get("shift_rule", "paper")
+  rows = shift_rows(classes, shifts, offsets, info.names, rule)
+  summary = contrast_lib.shift_summary(rows, offsets=offsets, rule=rule)
   summary["n_failed"] = sum(1 for r in rows if r["status"] != "ok")
   notes = [
       f"layer {info.layer}; activations of images predicted as B shifted by t * w "
@@ -313,10 +355,13 @@ def shift_test(config: ml_collections.ConfigDict, info: RunInfo,
       f"pairwise classifiers: raw pixel vectors with score > "
       f"{float(config.contrast_threshold)} x image max, zero init, {config.epochs} "
       f"epochs full-batch SGD lr {config.lr}",
-      "swap_t: A is the argmax of the mean probabilities at the best offset and "
-      "its mean probability > t; flip_rate: fraction of images with argmax A there",
-      "table 3: mean (and std over pairs) of default / shifted p(A); % of pairs "
-      "that swap"]
+      ("swap_t (rule 'paper'): A is the majority of the per-image votes (argmax) at the "
+       "best offset and its mean probability >= t" if rule == "paper" else
+       "swap_t (rule 'mean_probs'): A is the argmax of the mean probabilities at the best "
+       "offset and its mean probability > t") +
+      "; flip_rate: fraction of images with argmax A there",
+      f"table 3: mean (and std over {summary['std_over'] or 'pairs'}) of default / shifted "
+      "p(A); % of pairs that swap"]
   return report.TableSet("shift_test", "Shifting test (Table 3)",
                   {"per ordered pair (B -> A)": rows, "table 3": [summary]},
                   notes, {"layer": info.layer})
@@ -368,7 +413,10 @@ def bias_probe(config: ml_collections.ConfigDict, info: RunInfo,
     s, rows = _pair_rows(p, info.names)
     stitched.append(s)
     probes += rows
-  position, blank = config.bias_position, float(config.bias_blank)
+  position = config.bias_position
+  blank = (f"the data's mean colour {[round(v, 4) for v in info.blank]} (the paper's zeros in "
+           "normalised space)" if config.bias_blank == "mean" else
+           f"{list(info.blank) if info.blank is not None else config.bias_blank} (black)")
   notes = [f"for each chosen pair (A, B): contrast concepts = NMF ({int(config.n_concepts)}) "
            "of A's activations scaled by max(w.x + b, 0); each concept's top crop taken from "
            f"an image predicted as A (crop_from_class_a) is pasted at the {position} corner "
@@ -378,6 +426,89 @@ def bias_probe(config: ml_collections.ConfigDict, info: RunInfo,
   return report.TableSet("bias_probe", "Contrast concepts: bias probe (Table 4) and stitched test",
                   {"bias probe (Table 4)": probes, "stitched contrast concepts": stitched},
                   notes, {"layer": info.layer})
+
+
+# ---------------------------------------------------------------------------
+# Planted parts: concept crops scored against the known truth.
+
+
+def _part_row(truth: PartTruth, hits: crops_lib.CropHits, geometry: crops_lib.CropGeometry,
+              wanted: np.ndarray, seed: int) -> Row:
+  """Coverage of the wanted parts by the top crops and by random crops of the same images."""
+  p = len(truth.names)
+  found = concepts_lib.part_hit_scores(
+      concepts_lib.part_coverage(hits, geometry, truth.maps, p), wanted)
+  rand = concepts_lib.part_hit_scores(concepts_lib.part_coverage(
+      concepts_lib.random_hits(hits, geometry, seed), geometry, truth.maps, p), wanted)
+  return {"parts": [truth.names[i] for i in np.flatnonzero(wanted)],
+          "coverage": found["coverage"], "random_coverage": rand["coverage"],
+          "hit_rate": found["hit_rate"], "random_hit_rate": rand["hit_rate"],
+          "any_part": found["any_part"], "random_any_part": rand["any_part"],
+          "n_crops": found["n_crops"],
+          "concept_parts": [truth.names[t] if t >= 0 else None for t in found["top_part"]]}
+
+
+def _part_summary(rows: Sequence[Row]) -> Row:
+  ok = [r for r in rows if r.get("n_crops")]
+  out = {"n": len(ok)}
+  for key in ("coverage", "random_coverage", "hit_rate", "random_hit_rate"):
+    out[key] = float(np.mean([r[key] for r in ok])) if ok else float("nan")
+  return out
+
+
+def planted_parts(config: ml_collections.ConfigDict, info: RunInfo, truth: PartTruth,
+                  classes: Sequence[ClassResult],
+                  crops: Mapping[Any, crops_lib.ConceptCrops],
+                  pairs: Sequence[tuple[int, int]]) -> report.TableSet:
+  """Concept crops against the planted parts (a data set with known parts).
+
+  Per class, the class's concepts' top-m crops (from all images) are scored
+  against the class's parts; per chosen pair (A, B), the contrast concepts'
+  crops against the parts that separate A from B (A's parts that B lacks).
+  The baseline is a random cell of each crop's image.
+
+  Args:
+    config: the concepts config (n_crops, seed).
+    info: the run's settings.
+    truth: the split's part maps and the classes' parts.
+    classes: every class of the run, in order.
+    crops: {class or (A, B): their crops}.
+    pairs: the chosen pairs, in order.
+
+  Returns:
+    `planted_parts` tables "per class", "per contrast pair" and "summary"
+    (one row for classes, one for pairs).
+  """
+  seed, g = int(config.seed), info.geometry
+  class_rows, pair_rows = [], []
+  for r in classes:
+    row = {"class": r.cls, "name": info.names[r.cls]}
+    if r.concepts is None or r.cls not in crops:
+      class_rows.append({**row, "status": r.status if r.status != "ok" else "no concepts"})
+      continue
+    class_rows.append({**row, "status": "ok", **_part_row(
+        truth, crops[r.cls].hits["all"], g, truth.class_parts[r.cls], seed)})
+  for a, b in pairs:
+    row = {"to_a": a, "from_b": b, "name_a": info.names[a], "name_b": info.names[b]}
+    if (a, b) not in crops:
+      pair_rows.append({**row, "status": "failed: no contrast concepts"})
+      continue
+    wanted = planted_lib.separating_parts(truth.class_parts, a, b)
+    pair_rows.append({**row, "status": "ok", **_part_row(
+        truth, crops[(a, b)].hits["all"], g, wanted, seed)})
+  summary = [{"what": "classes (their parts)", **_part_summary(class_rows)},
+             {"what": "contrast pairs (separating parts)", **_part_summary(pair_rows)}]
+  notes = [f"layer {info.layer}; each concept's top-{int(config.n_crops)} crops "
+           f"({g.crop_hw[0]}x{g.crop_hw[1]}) from all images",
+           "coverage: per crop, the largest fraction of one wanted part's pixels (in that "
+           "image) inside the crop, averaged over crops; hit_rate: fraction of crops holding "
+           "at least half of a wanted part; any_part: coverage by any planted part",
+           "wanted parts: a class's parts; for a pair (A, B) the parts of A that B lacks",
+           f"random_*: the same images, a uniformly random crop cell each (seed {seed})",
+           "concept_parts: the part each concept's crops cover most"]
+  return report.TableSet("planted_parts", "Concepts against the planted parts",
+                         {"per class": class_rows, "per contrast pair": pair_rows,
+                          "summary": summary}, notes, {"layer": info.layer})
 
 
 # ---------------------------------------------------------------------------

@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxconcepts.methods.crops import CropGeometry
+from jaxconcepts.methods.crops import CropHits
 from jaxconcepts.models import split as split_lib
 from jaxconcepts.ops import nmf as nmf_lib
 from jaxconcepts.utils import as_key
@@ -356,3 +358,93 @@ def explain_class(model: nn.Module, variables: Any, images: np.ndarray, target: 
                               **(nmf_kwargs or {}))
   return ClassConcepts(concepts, np.asarray(acts), np.asarray(attr),
                        np.asarray(pixel_scores(attr, score_order)))
+
+
+# ---------------------------------------------------------------------------
+# Scoring crops against planted parts (data sets with known parts, `data.planted`).
+
+
+def part_coverage(hits: CropHits, geometry: CropGeometry, part_maps: np.ndarray,
+                  num_parts: int) -> np.ndarray:
+  """How much of each planted part lies inside each hit's crop.
+
+  The score of a crop for part p is the fraction of p's pixels in the crop's
+  image that fall inside the crop: 1 when the crop holds the whole part, 0 when
+  it misses it or the image has no such part. (A part bigger than the crop
+  cannot reach 1; the planted set's 12x12 parts fit its 16x16 crops.)
+
+  Args:
+    hits: (B, m) hits of :func:`crops.search_crops` (image -1: none found).
+    geometry: the search's crop geometry.
+    part_maps: (N, H, W) int part id per pixel (-1 background) of the searched
+      images.
+    num_parts: P, the number of part ids.
+
+  Returns:
+    (B, m, P) float32 in [0, 1]; NaN rows for hits without an image.
+  """
+  part_maps = np.asarray(part_maps)
+  chex.assert_rank(part_maps, 3)
+  if tuple(part_maps.shape[1:]) != tuple(geometry.image_hw):
+    raise ValueError(f"part maps {part_maps.shape[1:]} do not match the images "
+                     f"{geometry.image_hw}")
+  num_parts = check_int(num_parts, "num_parts")
+  ch, cw = geometry.crop_hw
+  b, m = hits.image.shape
+  out = np.full((b, m, num_parts), np.nan, np.float32)
+  for i in range(b):
+    for j in range(m):
+      idx = int(hits.image[i, j])
+      if idx < 0:
+        continue
+      r, c = int(hits.row[i, j]) * ch, int(hits.col[i, j]) * cw
+      full = np.bincount(part_maps[idx].ravel() + 1, minlength=num_parts + 1)[1:]
+      inside = np.bincount(part_maps[idx, r:r + ch, c:c + cw].ravel() + 1,
+                           minlength=num_parts + 1)[1:]
+      out[i, j] = inside[:num_parts] / np.maximum(full[:num_parts], 1)
+  return out
+
+
+def random_hits(hits: CropHits, geometry: CropGeometry, seed: int = 0) -> CropHits:
+  """The baseline of :func:`part_coverage`: the same images, cells drawn at random.
+
+  Args:
+    hits: (B, m) hits; each keeps its image (-1 stays -1).
+    geometry: the crop geometry (its pooled grid is sampled uniformly).
+    seed: numpy seed of the draw.
+
+  Returns:
+    (B, m) `CropHits` with random rows / columns and NaN scores.
+  """
+  rng = np.random.default_rng(seed)
+  shape = hits.image.shape
+  return CropHits(hits.image, rng.integers(0, geometry.grid_hw[0], shape),
+                  rng.integers(0, geometry.grid_hw[1], shape), np.full(shape, np.nan))
+
+
+def part_hit_scores(coverage: np.ndarray, wanted: np.ndarray) -> dict[str, Any]:
+  """Summaries of :func:`part_coverage` for one concept set against some parts.
+
+  Args:
+    coverage: (k, m, P) coverage of k concepts' top-m crops (NaN: no crop).
+    wanted: (P,) bool, the parts that count (a class's parts, or the parts
+      that separate A from B).
+
+  Returns:
+    {"coverage": mean over crops of the best coverage by a wanted part,
+    "any_part": the same for any part, "hit_rate": fraction of crops that hold
+    at least half of a wanted part, "n_crops", "top_part": (k,) the part id each
+    concept covers most on average (-1: no crop)}.
+  """
+  coverage = np.asarray(coverage, np.float64)
+  chex.assert_rank(coverage, 3)
+  wanted = np.asarray(wanted, bool)
+  found = ~np.isnan(coverage[..., 0])
+  best = np.where(wanted, coverage, 0.0).max(-1)[found]
+  nan = float("nan")
+  mean_cov = np.nansum(coverage, axis=1) / np.maximum(found.sum(1), 1)[:, None]  # (k, P)
+  top = np.where(found.any(1), mean_cov.argmax(-1), -1)
+  return {"coverage": float(best.mean()) if best.size else nan,
+          "any_part": float(coverage.max(-1)[found].mean()) if best.size else nan,
+          "hit_rate": float((best >= 0.5).mean()) if best.size else nan,
+          "n_crops": int(best.size), "top_part": [int(t) for t in top]}

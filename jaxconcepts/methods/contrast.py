@@ -31,21 +31,27 @@
      ``shifted_pred_b``: B's mean probability there;
    * ``flip_rate``: fraction of the images whose argmax is A at the best
      offset (how often the prediction flips from B to A);
-   * ``majority``: the argmax of the mean probability vector at the best
-     offset; ``swap_<t>``: the paper's "pred swap" -- A is the majority class
-     *and* its mean probability is above t (0.1, 0.2, 0.5).
+   * ``majority``, ``swap_<t>``: the paper's "pred swap" -- A is the majority
+     class *and* its mean probability is at least t (0.1, 0.2, 0.5). Rule
+     ``"paper"`` (default): majority = per-image vote (the most frequent
+     argmax at the best offset, ties to the lower id), ``>=``; rule
+     ``"mean_probs"`` (our earlier choice): argmax of the mean, ``>``;
+   * ``*_pred_sample_std``: std of p(A) over the pair's images.
 
-   :func:`shift_summary` aggregates over pairs: mean (+- std over pairs) of
-   the default and shifted predictions and the percentage of pairs that swap
-   at each threshold (Table 3's columns), plus the mean flip rate and the
-   histogram of best offsets. (The authors' aggregation takes B's probability
-   at the wrong offset index, an off-by-one; we read it at the best offset.)
+   :func:`shift_summary`: mean of the default and shifted predictions, their
+   std over all samples (``"paper"``: every image of every pair, pooled) or
+   over the pairs (``"mean_probs"``), the % of pairs that swap per threshold
+   (Table 3), the mean flip rate and the histogram of best offsets. (The
+   authors' aggregation takes B's probability at the wrong offset index, an
+   off-by-one; we read it at the best offset.)
 5. The bias probe (Table 4): paste a crop (e.g. the top crop of a contrast
    concept of A, taken from an image predicted as A) into the images
    predicted as B, at the bottom-right corner, and compare the mean
    probabilities of A and B for the original images, the pasted ones and ones
-   where the same square is filled with a blank value (0: black, as the
-   paper's "zeros") (:func:`probe_crops`, :func:`paste`, :func:`bias_probe`).
+   where the same square is filled with a blank value (:func:`probe_crops`,
+   :func:`paste`, :func:`bias_probe`). The paper's blank is "zeros" in its
+   normalised input space, i.e. the data's mean colour in our [0, 1] pixels
+   (pass ``blank=`` the per-channel training mean; 0 is black).
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ from jaxconcepts.utils import map_batches
 
 OFFSETS = (0.0, 0.5, 1.0, 2.0, 10.0, 15.0, 20.0, 35.0, 50.0, 200.0)
 THRESHOLDS = (0.1, 0.2, 0.5)
+SHIFT_RULES = ("paper", "mean_probs")
 POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
 
 
@@ -255,14 +262,29 @@ def shifting_probs(split: split_lib.Split, variables: Any, h: np.ndarray,
   return np.moveaxis(out, 0, 2)
 
 
+class ShiftStats(NamedTuple):
+  """What :func:`shifting_stats` keeps of the shifted probabilities.
+
+  Attributes:
+    mean_probs: (P, T, classes) float32, the softmax averaged over the images.
+    argmax: (P, T, N) int32, each image's predicted class.
+    target_probs: (P, T, N) float32, each image's probability of its
+      direction's target class (None: no targets given).
+  """
+  mean_probs: np.ndarray
+  argmax: np.ndarray
+  target_probs: np.ndarray | None
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _shift_stats_chunk(split: split_lib.Split, variables: Any, h: jax.Array,
-                       valid: jax.Array, ws: jax.Array, offsets: jax.Array
-                       ) -> tuple[jax.Array, jax.Array]:
-  """Sums over valid images of the softmax (P, T, K), and the argmax per image (P, T, n)."""
+                       valid: jax.Array, ws: jax.Array, offsets: jax.Array,
+                       targets: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Sums over valid images of the softmax (P, T, K); argmax and p(target) per image (P, T, n)."""
   probs = _shift_probs(split, variables, h, ws, offsets)  # (P, T, n, classes)
   sums = jnp.sum(jnp.where(valid[None, None, :, None], probs, 0), axis=2)
-  return sums, jnp.argmax(probs, axis=-1).astype(jnp.int32)
+  target = jnp.take_along_axis(probs, targets[:, None, None, None], axis=-1)[..., 0]
+  return sums, jnp.argmax(probs, axis=-1).astype(jnp.int32), target
 
 
 def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
@@ -273,25 +295,26 @@ def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _shift_stats_directions(split: split_lib.Split, variables: Any, h: np.ndarray,
-                            ws: np.ndarray, offsets: jax.Array, bs: int
-                            ) -> tuple[np.ndarray, np.ndarray]:
-  """Mean softmax (P, T, K) and argmax (P, T, N) for one padded chunk of directions."""
+                            ws: np.ndarray, offsets: jax.Array, bs: int, targets: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Mean softmax (P, T, K), argmax and p(target) (P, T, N) for one padded chunk."""
   n = h.shape[0]
-  total, arg = 0.0, []
+  total, arg, tgt = 0.0, [], []
   for start in range(0, n, bs):
     chunk = h[start:start + bs]
     k = chunk.shape[0]
-    s_, a_ = _shift_stats_chunk(split, variables, _pad_rows(chunk, bs),
-                                np.arange(bs) < k, ws, offsets)
+    s_, a_, t_ = _shift_stats_chunk(split, variables, _pad_rows(chunk, bs),
+                                    np.arange(bs) < k, ws, offsets, targets)
     total = total + np.asarray(s_)
     arg.append(np.asarray(a_)[:, :, :k])
-  return total / n, np.concatenate(arg, axis=2)
+    tgt.append(np.asarray(t_)[:, :, :k])
+  return total / n, np.concatenate(arg, axis=2), np.concatenate(tgt, axis=2)
 
 
 def shifting_stats(split: split_lib.Split, variables: Any, h: np.ndarray,
                    directions: np.ndarray, offsets: Sequence[float] = OFFSETS,
-                   batch_size: int = 16, directions_per_call: int = 16
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   batch_size: int = 16, directions_per_call: int = 16,
+                   targets: Sequence[int] | None = None) -> ShiftStats:
   """What Table 3 needs from :func:`shifting_probs`, in bounded memory.
 
   Each compiled call evaluates ``min(directions_per_call, P) x T x
@@ -306,31 +329,39 @@ def shifting_stats(split: split_lib.Split, variables: Any, h: np.ndarray,
     batch_size: images per call (at most the next power of two >= N, so
       classes with different image counts share compilations).
     directions_per_call: directions per call.
+    targets: (P,) the class each direction points to (its A); when given,
+      each image's probability of it is kept too (for the std over samples).
 
   Returns:
-    (mean_probs (P, T, classes) float32 -- the softmax averaged over the N
-    images; argmax (P, T, N) int32 -- each image's predicted class).
+    `ShiftStats` (mean_probs, argmax, target_probs).
   """
   h, directions = _check_directions(h, directions)
   n, p = h.shape[0], directions.shape[0]
   if n == 0 or p == 0:
     raise ValueError(f"need images and directions, got {n} images, {p} directions")
+  tgt = np.zeros(p, np.int32) if targets is None else np.asarray(targets, np.int32)
+  if tgt.shape != (p,):
+    raise ValueError(f"targets must have one class per direction ({p}), got shape {tgt.shape}")
   offs = jnp.asarray(offsets, jnp.float32)
   bs = min(check_int(batch_size, "batch_size"), 1 << (n - 1).bit_length())
   dp = min(check_int(directions_per_call, "directions_per_call"), p)
-  sums, args = [], []
+  sums, args, tgts = [], [], []
   for d0 in range(0, p, dp):  # p is the same for every class of a run: one compilation
-    ws = directions[d0:d0 + dp]
-    mean, arg = _shift_stats_directions(split, variables, h, _pad_rows(ws, dp), offs, bs)
+    ws, t = directions[d0:d0 + dp], tgt[d0:d0 + dp]
+    mean, arg, tp = _shift_stats_directions(split, variables, h, _pad_rows(ws, dp), offs, bs,
+                                            _pad_rows(t, dp))
     sums.append(mean[:ws.shape[0]])
     args.append(arg[:ws.shape[0]])
-  return np.concatenate(sums), np.concatenate(args)
+    tgts.append(tp[:ws.shape[0]])
+  return ShiftStats(np.concatenate(sums), np.concatenate(args),
+                    None if targets is None else np.concatenate(tgts))
 
 
 def shift_metrics(probs: np.ndarray, a: int, b: int,
                   offsets: Sequence[float] = OFFSETS,
                   thresholds: Sequence[float] = THRESHOLDS,
-                  base_probs: np.ndarray | None = None) -> dict[str, Any]:
+                  base_probs: np.ndarray | None = None, *,
+                  rule: str = "paper") -> dict[str, Any]:
   """Table 3's per-pair numbers for shifting B's images toward A.
 
   Args:
@@ -341,10 +372,12 @@ def shift_metrics(probs: np.ndarray, a: int, b: int,
     thresholds: pred-swap thresholds.
     base_probs: (N, classes) unshifted probabilities; default: the entry of
       offset 0 (which must then be among the offsets).
+    rule: one of :data:`SHIFT_RULES` (see module docstring).
 
   Returns:
     dict with default_pred, default_pred_b, shifted_pred, shifted_pred_b,
-    best_offset, flip_rate, majority, swap_<t> (see module docstring).
+    best_offset, flip_rate, majority, swap_<t>, default_pred_sample_std,
+    shifted_pred_sample_std (see module docstring).
   """
   probs = np.asarray(probs, np.float64)
   chex.assert_rank(probs, 3)
@@ -355,23 +388,38 @@ def shift_metrics(probs: np.ndarray, a: int, b: int,
     if 0.0 not in offsets:
       raise ValueError("base_probs is needed when 0 is not among the offsets")
     base_probs = probs[offsets.index(0.0)]
+  base_probs = np.asarray(base_probs, np.float64)
   return shift_metrics_from_stats(probs.mean(axis=1), probs.argmax(axis=-1),
-                                  np.asarray(base_probs, np.float64).mean(axis=0),
-                                  a, b, offsets, thresholds)
+                                  base_probs.mean(axis=0), a, b, offsets, thresholds,
+                                  rule=rule, target_probs=probs[..., a],
+                                  base_target=base_probs[:, a])
+
+
+def _majority(mean: np.ndarray, argmax: np.ndarray, rule: str) -> int:
+  """The majority class at one offset: per-image vote ("paper") or argmax of the mean."""
+  if rule == "paper":
+    return int(np.argmax(np.bincount(np.asarray(argmax).ravel(), minlength=mean.shape[-1])))
+  return int(np.argmax(mean))
 
 
 def shift_metrics_from_stats(mean_probs: np.ndarray, argmax: np.ndarray,
                              base_mean: np.ndarray, a: int, b: int,
                              offsets: Sequence[float] = OFFSETS,
-                             thresholds: Sequence[float] = THRESHOLDS) -> dict[str, Any]:
+                             thresholds: Sequence[float] = THRESHOLDS, *,
+                             rule: str = "paper", target_probs: np.ndarray | None = None,
+                             base_target: np.ndarray | None = None) -> dict[str, Any]:
   """:func:`shift_metrics` from :func:`shifting_stats`' outputs for one pair.
 
   Args:
     mean_probs: (T, classes) softmax averaged over the images, per offset.
     argmax: (T, N) predicted class per offset and image.
     base_mean: (classes,) unshifted softmax averaged over the images.
-    a, b, offsets, thresholds: as :func:`shift_metrics`.
+    a, b, offsets, thresholds, rule: as :func:`shift_metrics`.
+    target_probs: (T, N) p(A) per offset and image (optional: the per-pair
+      sample std at the best offset).
+    base_target: (N,) unshifted p(A) per image (optional: its sample std).
   """
+  check_choice("rule", rule, SHIFT_RULES)
   mean = np.asarray(mean_probs, np.float64)
   chex.assert_rank([mean, argmax, base_mean], [2, 2, 1])
   offsets = [float(t) for t in offsets]
@@ -379,47 +427,65 @@ def shift_metrics_from_stats(mean_probs: np.ndarray, argmax: np.ndarray,
     raise ValueError(f"{len(offsets)} offsets for {mean.shape[0]} rows of mean_probs")
   best = int(np.argmax(mean[:, a]))
   shifted = float(mean[best, a])
-  majority = int(np.argmax(mean[best]))
-  out = {
-      "default_pred": float(base_mean[a]),
-      "default_pred_b": float(base_mean[b]),
-      "shifted_pred": shifted,
-      "shifted_pred_b": float(mean[best, b]),
-      "best_offset": offsets[best],
-      "flip_rate": float(np.mean(np.asarray(argmax)[best] == a)),
-      "majority": majority,
-  }
+  majority = _majority(mean[best], np.asarray(argmax)[best], rule)
+  out = {"default_pred": float(base_mean[a]), "default_pred_b": float(base_mean[b]),
+         "shifted_pred": shifted, "shifted_pred_b": float(mean[best, b]),
+         "best_offset": offsets[best], "flip_rate": float(np.mean(np.asarray(argmax)[best] == a)),
+         "majority": majority}
   for t in thresholds:
-    out[f"swap_{t:g}"] = bool(majority == a and shifted > t)
+    above = shifted >= t if rule == "paper" else shifted > t
+    out[f"swap_{t:g}"] = bool(majority == a and above)
+  if base_target is not None:
+    out["default_pred_sample_std"] = float(np.std(np.asarray(base_target, np.float64)))
+  if target_probs is not None:
+    out["shifted_pred_sample_std"] = float(np.std(np.asarray(target_probs, np.float64)[best]))
   return out
+
+
+def _std(ok: Sequence[dict[str, Any]], key: str, rule: str) -> tuple[float, str]:
+  """(std of `key`, over what): over all samples ("paper", if the rows have the
+  per-pair sample stds and sizes: pooled, ddof 0) or over the pairs' means."""
+  means = np.array([r[key] for r in ok], np.float64)
+  std_key = f"{key}_sample_std"
+  if rule != "paper" or not all(std_key in r and "n_images" in r for r in ok):
+    return float(means.std()), "pairs"
+  stds = np.array([r[std_key] for r in ok], np.float64)
+  w = np.array([r["n_images"] for r in ok], np.float64) / sum(r["n_images"] for r in ok)
+  mean, second = (w * means).sum(), (w * (stds ** 2 + means ** 2)).sum()
+  return float(np.sqrt(max(second - mean ** 2, 0.0))), "samples"
 
 
 def shift_summary(rows: Sequence[dict[str, Any]],
                   thresholds: Sequence[float] = THRESHOLDS,
-                  offsets: Sequence[float] = OFFSETS) -> dict[str, Any]:
-  """Table 3 over pairs: mean +- std (over pairs) and % of pairs that swap.
+                  offsets: Sequence[float] = OFFSETS, *, rule: str = "paper") -> dict[str, Any]:
+  """Table 3 over pairs: mean +- std and % of pairs that swap.
 
   Args:
     rows: per-pair dicts from :func:`shift_metrics` (rows without
-      "shifted_pred", e.g. failed pairs, are skipped).
+      "shifted_pred", e.g. failed pairs, are skipped); with "n_images" and the
+      "*_sample_std" columns the std is over all samples.
     thresholds: the pred-swap thresholds of the rows.
     offsets: the offsets (for the histogram of best offsets).
+    rule: one of :data:`SHIFT_RULES`: "paper" -- std over all samples (every
+      image of every pair; over the pairs if the rows lack the per-image
+      numbers); "mean_probs" -- std over the pairs' means (ddof 0).
 
   Returns:
     {"n_pairs", "default_pred", "default_pred_std", "shifted_pred",
-    "shifted_pred_std", "increase_factor", "pct_swap_<t>", "mean_flip_rate",
-    "best_offset_counts"}; NaN statistics for zero pairs.
+    "shifted_pred_std", "std_over", "increase_factor", "pct_swap_<t>",
+    "mean_flip_rate", "best_offset_counts"}; NaN statistics for zero pairs.
   """
+  check_choice("rule", rule, SHIFT_RULES)
   ok = [r for r in rows if r.get("shifted_pred") is not None]
   nan = float("nan")
   d = np.array([r["default_pred"] for r in ok], np.float64)
   s = np.array([r["shifted_pred"] for r in ok], np.float64)
   n = len(ok)
-  out = {"n_pairs": n,
-         "default_pred": float(d.mean()) if n else nan,
-         "default_pred_std": float(d.std()) if n else nan,
-         "shifted_pred": float(s.mean()) if n else nan,
-         "shifted_pred_std": float(s.std()) if n else nan,
+  (d_std, over), (s_std, _) = ((_std(ok, "default_pred", rule), _std(ok, "shifted_pred", rule))
+                               if n else ((nan, ""), (nan, "")))
+  out = {"n_pairs": n, "default_pred": float(d.mean()) if n else nan, "default_pred_std": d_std,
+         "shifted_pred": float(s.mean()) if n else nan, "shifted_pred_std": s_std,
+         "std_over": over,
          "increase_factor": float(s.mean() / d.mean()) if n and d.mean() > 0 else nan}
   for t in thresholds:
     out[f"pct_swap_{t:g}"] = (100.0 * float(np.mean([r[f"swap_{t:g}"] for r in ok]))
@@ -486,7 +552,8 @@ def probe_crops(all_hits: CropHits, all_crops: np.ndarray, only_hits: CropHits,
 
 def bias_probe(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
                patches: np.ndarray, a: int, b: int, *,
-               position: str = "bottom_right", blank: float = 0.0) -> list[dict[str, float]]:
+               position: str = "bottom_right",
+               blank: float | np.ndarray = 0.0) -> list[dict[str, float]]:
   """Table 4: prediction change when a crop is pasted into B's images.
 
   All images (original, one pasted and one blanked set per patch) go through
@@ -499,7 +566,8 @@ def bias_probe(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
       of A), or one (ph, pw, C) crop.
     a, b: the classes whose mean probabilities are reported.
     position: corner to paste into.
-    blank: fill value of the control ("black inserted": 0).
+    blank: fill value of the control: a scalar or a (C,) colour (the paper's
+      "zeros" in normalised space = the data's mean colour; 0 = black).
 
   Returns:
     One dict per patch: {orig_a, orig_b, pasted_a, pasted_b, blank_a, blank_b,
@@ -514,10 +582,11 @@ def bias_probe(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
   n = images.shape[0]
   if n == 0:
     raise ValueError(f"no images of class {b} to paste into")
+  fill = np.broadcast_to(np.asarray(blank, np.float32), patches.shape[1:])
   batch = [images]
   for patch in patches:
     batch.append(paste(images, patch, position))
-    batch.append(paste(images, np.full_like(patch, blank), position))
+    batch.append(paste(images, fill, position))
   probs = np.asarray(predict(np.concatenate(batch))).reshape(len(batch), n, -1)
   p0 = probs[0]
   out = []

@@ -1,38 +1,29 @@
 """The concept paper's whole evaluation for one classifier and one layer.
 
 `run_concepts_evaluation(config, workdir, model, variables, dataset)` runs on
-the split ``config.split`` of `dataset` (default: test, images unseen in
-training) a list of stages; data flows one way: compute (`methods`) ->
-results -> rows (`evaluators.concepts`) -> files (`report`).
+the split ``config.split`` of `dataset` (default: test) a list of one-way
+stages: compute (`methods`) -> results -> rows (`evaluators.concepts`) ->
+files (`report`):
 
 1. :func:`setup`: every configuration check, before anything long;
 2. :func:`predict`: the model's argmax per image (labels are ignored);
-3. :func:`class_concepts`: per class, DeepLift + SmoothGrad at the layer on
-   the images predicted as the class (up to ``n_images_per_class``); the
-   score-scaled pixel vectors (one batched NMF per ``class_chunk`` classes)
-   and the raw pixel vectors above ``contrast_threshold`` x max;
+3. :func:`class_concepts`: per class, DeepLift + SmoothGrad on the images
+   predicted as the class; score-scaled pixel vectors (batched NMF per
+   ``class_chunk`` classes) and raw vectors above ``contrast_threshold`` x max;
 4. :func:`train_contrast`: pairwise classifiers for all pairs of classes;
 5. :func:`pair_matrices`, :func:`finish_nmf`: contrast matrices of
-   ``pairs_to_plot`` (A, B), factorised with the classes left from step 3;
+   ``pairs_to_plot``, factorised with the classes left from step 3;
 6. :func:`search_crops`: every concept's top-m crops, one streamed search;
-7. :func:`stitch_test`: the stitched-image test (Tables 1/2);
-8. :func:`contrast_pairs`: per chosen pair, the stitched contrast concepts
-   and the bias probe (Table 4);
-9. :func:`shift_test`: the shifting test for every ordered pair (Table 3);
-10. :func:`evaluate_results`, `report.write_outputs`:
-    ``figures/concepts/class_XXX.png``, ``figures/stitched.png``,
-    ``results/stitch_test.{json,md}``, ``figures/contrast/AAA_vs_BBB.png``,
-    ``results/bias_probe.{json,md}``, ``results/shift_test.{json,md}``.
+7. :func:`stitch_test` (Tables 1/2); 8. :func:`contrast_pairs` (stitched
+   contrast concepts, bias probe, Table 4); 9. :func:`shift_test` (Table 3);
+10. :func:`evaluate_results`, `report.write_outputs`: figures/concepts,
+    stitched, contrast; results/stitch_test, bias_probe, shift_test and, on a
+    data set with planted parts (`data.planted`), planted_parts.
 
-Failures are per class / per pair (no image predicted, fewer positive pixel
-vectors than concepts, an attribution or NMF input error, no contrast
-vectors): the row says why, summaries are over what ran and count the rest,
-and the run goes on. Configuration errors are raised by :func:`setup`.
-
-Jitted functions take the variables as a traced argument (the `Split` is the
-static one), so a new checkpoint of the same architecture reuses every
-compilation. `attribution_fn` is injectable (default
-`attribution.layer_deeplift_smoothgrad`), e.g. for tests with toy models.
+Failures are per class / per pair: the row says why, summaries count them, and
+the run goes on; configuration errors are raised by :func:`setup`. Jitted
+functions take the variables as a traced argument (the `Split` is static), so
+a new checkpoint reuses every compilation. `attribution_fn` is injectable.
 """
 
 from __future__ import annotations
@@ -81,8 +72,9 @@ class Run:
     images: (N, H, W, C) float32, the split explained and searched.
     classes, pairs: the classes explained; the pairs (A, B) for contrast.
     offsets: the shifting test's offsets.
-    info: layer, shapes, geometry, layout and class names (for the tables).
+    info: layer, shapes, geometry, layout, names, noise std and blank.
     key: the run's PRNG key (attribution noise, NMF init).
+    truth: the split's planted parts (None: the data set has none).
   """
   config: ml_collections.ConfigDict
   model: nn.Module
@@ -94,6 +86,7 @@ class Run:
   offsets: tuple[float, ...]
   info: ev.RunInfo
   key: jax.Array
+  truth: ev.PartTruth | None = None
 
   @property
   def k(self) -> int:
@@ -129,14 +122,31 @@ def _pair_list(config: ml_collections.ConfigDict,
   return tuple(out)
 
 
-def _split_images(config: ml_collections.ConfigDict, dataset: data_lib.Dataset) -> np.ndarray:
+def _split_images(config: ml_collections.ConfigDict, dataset: data_lib.Dataset
+                  ) -> tuple[np.ndarray, ev.PartTruth | None]:
+  """The split's images (N, H, W, C) float32 and its planted parts, if any."""
   check_choice("split", config.split, ("test", "train"))
   images = dataset.test_images if config.split == "test" else dataset.train_images
-  if config.max_images is not None:
-    images = images[:int(config.max_images)]
-  if images.shape[0] == 0:
+  cut = slice(None if config.max_images is None else int(config.max_images))
+  if images[cut].shape[0] == 0:
     raise ValueError(f"the {config.split} split has no images")
-  return np.asarray(images, np.float32)
+  parts = getattr(dataset, "parts", None)
+  truth = None if parts is None else ev.PartTruth(
+      parts.split(config.split)[cut], np.asarray(parts.class_parts), tuple(parts.names))
+  return np.asarray(images[cut], np.float32), truth
+
+
+def _data_settings(config: ml_collections.ConfigDict, dataset: data_lib.Dataset
+                   ) -> tuple[float, float | None, tuple[float, ...]]:
+  """(SmoothGrad std in [0, 1] pixels, the data std it was scaled by, the blank colour):
+  the paper's std 0.25 and "zeros" are normalised units = 0.25 x data std, mean colour."""
+  check_choice("noise_std_units", config.noise_std_units, ("data_std", "pixels"))
+  check_choice("bias_blank", config.bias_blank, ("mean", "black"))
+  train = np.asarray(dataset.train_images, np.float32)
+  data_std = float(train.std()) if config.noise_std_units == "data_std" else None
+  noise = float(config.noise_std) * (data_std if data_std is not None else 1.0)
+  blank = train.mean(axis=(0, 1, 2)) if config.bias_blank == "mean" else np.zeros(train.shape[-1])
+  return noise, data_std, tuple(float(v) for v in blank)
 
 
 def _check_values(config: ml_collections.ConfigDict, channels: int, layer: str) -> None:
@@ -172,7 +182,7 @@ def setup(config: ml_collections.ConfigDict, model: nn.Module, variables: Any,
       than the channels, bad classes / pairs / offsets / choices.
   """
   s = split_lib.split(model, config.layer)
-  images = _split_images(config, dataset)
+  images, truth = _split_images(config, dataset)
   num_classes = int(dataset.num_classes)
   classes, pairs = _class_list(config, num_classes), _pair_list(config, num_classes)
   layer_shape = s.shape(images.shape[1:], variables)
@@ -182,14 +192,14 @@ def setup(config: ml_collections.ConfigDict, model: nn.Module, variables: Any,
   layout = crops_lib.choose_layout(config.stitch_layout, geometry, int(config.n_concepts),
                                    images.shape[-1], model, variables)
   info = ev.RunInfo(s.layer, tuple(layer_shape), images.shape[0], geometry, layout,
-                    _class_names(dataset))
+                    _class_names(dataset), *_data_settings(config, dataset))
   logging.info("concepts: layer %s %s, crops %s (pool %d, grid %s), stitch layout %s, "
                "%d classes, %d images in the %s split", s.layer, layer_shape,
                geometry.crop_hw, geometry.pool, geometry.grid_hw, layout, len(classes),
                images.shape[0], config.split)
   return Run(config, model, variables, s, images, classes, pairs,
              tuple(float(t) for t in config.shift_offsets), info,
-             jax.random.PRNGKey(int(config.seed)))
+             jax.random.PRNGKey(int(config.seed)), truth)
 
 
 # ---------------------------------------------------------------------------
@@ -220,7 +230,7 @@ def _attribute(run: Run, c: int, idx: np.ndarray,
                                       int(config.eval_batch_size)))[:idx.size]
   attr = jnp.asarray(attribution_fn(
       run.model, run.variables, jnp.asarray(x), np.full((n_per_class,), c, np.int32),
-      run.split.layer, n_samples=int(config.n_samples), std=float(config.noise_std),
+      run.split.layer, n_samples=int(config.n_samples), std=run.info.noise_std,
       baseline=float(config.baseline), key=jax.random.fold_in(run.key, c),
       batch_size=int(config.attribution_batch_size)))[:idx.size]
   if attr.shape != acts.shape:
@@ -269,15 +279,10 @@ def _factorise(run: Run, mats: Mapping[Hashable, np.ndarray],
 
 
 class ClassStage(NamedTuple):
-  """Step 3's results.
-
-  Attributes:
-    classes: per class, in order (concepts not yet attached).
-    vectors: {class: (n, c) contrast vectors} of the classes that have any.
-    factorised: {class: concepts or NMF error} of the chunks done so far.
-    pending: {class: NMF matrix} left for the last NMF call (step 5).
-    nmf_calls: NMF calls so far (each call's key depends on its number).
-  """
+  """Step 3's results: `classes` per class, in order (concepts not yet attached);
+  `vectors` {class: (n, c) contrast vectors}; `factorised` {class: concepts or NMF
+  error} of the chunks done; `pending` {class: NMF matrix} left for step 5;
+  `nmf_calls` so far (each call's key depends on its number)."""
   classes: tuple[ev.ClassResult, ...]
   vectors: dict[int, np.ndarray]
   factorised: dict[Hashable, cl.ConceptSet | str]
@@ -435,7 +440,7 @@ def _contrast_pair(run: Run, preds: np.ndarray, images_b: np.ndarray, a: int, b:
   found = np.flatnonzero(src >= 0)
   probe = (ct.bias_probe(functools.partial(_predict_probs, run), images_b, patches[found],
                          a, b, position=run.config.bias_position,
-                         blank=float(run.config.bias_blank)) if found.size else [])
+                         blank=np.asarray(run.info.blank)) if found.size else [])
   by_concept = dict(zip(found.tolist(), probe))
   return ev.PairResult(
       a, b, "ok", concepts, cc.crops["all"], probs, tuple(int(i) for i in src),
@@ -471,13 +476,14 @@ def _shift_from(run: Run, b: int, idx_b: np.ndarray, contrast: ct.ClassPairs) ->
                          int(config.eval_batch_size))
   todo = tuple(a for a in run.classes if a != b and a in contrast.classes)
   dirs = np.stack([contrast.hyperplane(a, b)[0] for a in todo])
-  mean_b, arg_b = ct.shifting_stats(run.split, run.variables, h_b, dirs, run.offsets,
-                                    int(config.shift_batch_size),
-                                    int(config.shift_directions_per_call))
+  stats = ct.shifting_stats(run.split, run.variables, h_b, dirs, run.offsets,
+                            int(config.shift_batch_size), int(config.shift_directions_per_call),
+                            targets=todo)
   base = cl.softmax(split_lib.head_logits(run.split, run.variables, h_b,
-                                   int(config.eval_batch_size))).mean(axis=0)
+                                          int(config.eval_batch_size)))
   acc = np.array([contrast.train_acc(a, b) for a in todo])
-  return ev.ShiftResult(b, todo, mean_b, arg_b, base, acc, int(idx_b.size))
+  return ev.ShiftResult(b, todo, stats.mean_probs, stats.argmax, base.mean(axis=0), acc,
+                        int(idx_b.size), stats.target_probs, base)
 
 
 def shift_test(run: Run, classes: tuple[ev.ClassResult, ...],
@@ -512,7 +518,9 @@ def evaluate_results(run: Run, classes: tuple[ev.ClassResult, ...],
           ev.stitch_test(run.config, info, classes, stitch),
           *ev.contrast_figures(info, pairs),
           ev.bias_probe(run.config, info, pairs),
-          ev.shift_test(run.config, info, classes, shifts, run.offsets)]
+          ev.shift_test(run.config, info, classes, shifts, run.offsets),
+          *([ev.planted_parts(run.config, info, run.truth, classes, crops, run.pairs)]
+            if run.truth is not None else [])]
 
 
 def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
@@ -523,18 +531,15 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
 
   Args:
     config: a concepts config (see configs/concepts.py).
-    workdir: output folder; results go to workdir/results, figures to
-      workdir/figures.
-    model: the classifier (split protocol).
-    variables: its variables.
-    dataset: a `data.Dataset`.
-    attribution_fn: `layer_deeplift_smoothgrad`-compatible function; default
-      the real one.
+    workdir: output folder (workdir/results, workdir/figures).
+    model, variables: the classifier (split protocol) and its variables.
+    dataset: a `data.Dataset` (with `parts`: the planted-parts table too).
+    attribution_fn: `layer_deeplift_smoothgrad`-compatible; default the real one.
 
   Returns:
-    {"layer", "stitch_test": {"table1", "table2"}, "shift_test": Table 3
-    summary, "bias_probe": rows, "failures": {"classes": {class: status},
-    "pairs": n_failed}, "files": [...], "wall_s"}.
+    {"layer", "stitch_test": {"table1", "table2"}, "shift_test": Table 3,
+    "bias_probe": rows, "failures": {"classes": {class: status}, "pairs":
+    n_failed}, "planted_parts": summary rows or None, "files", "wall_s"}.
   """
   t0 = time.time()
   run = setup(config, model, variables, dataset)
@@ -562,24 +567,16 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
           "shift_test": table3, "bias_probe": tables["bias_probe"]["bias probe (Table 4)"],
           "failures": {"classes": {r.cls: r.status for r in classes if r.status != "ok"},
                        "pairs": table3["n_failed"]},
+          "planted_parts": tables.get("planted_parts", {}).get("summary"),
           "files": files, "wall_s": wall}
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """`evaluate.py`'s entry for ``config.task == "concepts"``.
+  """`evaluate.py`'s entry for ``config.task == "concepts"``: returns the run's summary.
 
-  Restores the classifier trained by `train.py` in ``config.classifier_workdir``
-  (default: `workdir` itself; its latest checkpoint), loads its data set (the
-  one in the classifier's saved config when ``config.use_classifier_data``,
-  else ``config.data``) and runs :func:`run_concepts_evaluation`, writing
-  under `workdir`.
-
-  Args:
-    config: a concepts config (configs/concepts.py).
-    workdir: the output folder.
-
-  Returns:
-    :func:`run_concepts_evaluation`'s summary.
+  Restores the latest checkpoint of the classifier in ``config.classifier_workdir``
+  (default: `workdir`), loads its data set (``config.data`` unless
+  ``config.use_classifier_data``) and runs :func:`run_concepts_evaluation`.
 
   Raises:
     FileNotFoundError: no trained classifier there (with the command to train one).

@@ -19,7 +19,7 @@ def _config():
       split="test", n_images_per_class=4, n_samples=2, noise_std=0.25, baseline=1.0,
       score_order="mean_then_relu", n_concepts=2, nmf_init="nndsvda", nmf_max_iter=50,
       nmf_tol=1e-4, stitch_fill=0.0, contrast_threshold=0.25, epochs=10, lr=0.01,
-      bias_position="bottom_right", bias_blank=0.0))
+      bias_position="bottom_right", bias_blank="black", seed=0, n_crops=2))
 
 
 def _info():
@@ -184,3 +184,53 @@ def test_figures_name_their_files_rows_and_columns():
   assert [f.path for f in figs] == ["contrast/000_vs_002.png"]
   assert figs[0].title.startswith("why zero rather than two")
   assert all(isinstance(f, report.Figure) for f in figs)
+
+
+# ---------------------------------------------------------------------------
+# Planted parts.
+
+
+def _truth():
+  """Two 8x8 images (4x4 crops, 2x2 grid). Parts: 0 (class 0 only), 1 (class 1 only),
+  2 (shared by 0 and 1). Image 0: part 0 in cell (0, 0), part 2 in cell (1, 1);
+  image 1: part 1 in cell (0, 1), part 2 in cell (1, 0)."""
+  maps = np.full((2, 8, 8), -1, np.int8)
+  maps[0, 0:3, 0:3], maps[0, 5:8, 5:8] = 0, 2
+  maps[1, 0:3, 5:8], maps[1, 5:8, 0:3] = 1, 2
+  class_parts = np.array([[1, 0, 1], [0, 1, 1], [0, 0, 0]], bool)
+  return ev.PartTruth(maps, class_parts, ("p0", "p1", "shared"))
+
+
+def _crops(image, row, col):
+  hits = crops_lib.CropHits(np.array(image), np.array(row), np.array(col),
+                            np.zeros(np.shape(image)))
+  return crops_lib.ConceptCrops({"all": hits}, {})
+
+
+def test_planted_parts_scores_class_and_contrast_concepts_against_the_truth():
+  info = ev.RunInfo("feat", (4, 4, 3), 2, crops_lib.crop_geometry((8, 8, 1), (4, 4, 3)),
+                    "canvas", NAMES)
+  classes = (_classes()[0], _classes()[1], _classes()[2])
+  crops = {
+      # class 0: concept 0 on part 0 (twice), concept 1 on the shared part and on class 1's part
+      0: _crops([[0, 0], [0, 1]], [[0, 0], [1, 0]], [[0, 0], [1, 1]]),
+      # pair (0, 1): the separating part is p0 only; one crop on p0, one on the shared part
+      (0, 1): _crops([[0, 0], [0, 0]], [[0, 1], [0, 1]], [[0, 1], [0, 1]]),
+  }
+  out = ev.planted_parts(_config(), info, _truth(), classes, crops, ((0, 1), (1, 0)))
+  per_class = out.tables["per class"]
+  assert [r["status"] for r in per_class][1:] == [classes[1].status, classes[2].status]
+  row = per_class[0]
+  assert row["parts"] == ["p0", "shared"] and row["n_crops"] == 4
+  # crops: p0 whole, p0 whole, shared whole (image 0), p1 (image 1: not a class-0 part)
+  assert row["coverage"] == pytest.approx(0.75) and row["hit_rate"] == pytest.approx(0.75)
+  assert row["any_part"] == pytest.approx(1.0)
+  assert row["concept_parts"] == ["p0", "p1"]  # concept 1: a tie of p1 and shared, lower id
+  assert 0.0 <= row["random_coverage"] <= 1.0
+  pair = out.tables["per contrast pair"]
+  assert pair[0]["parts"] == ["p0"] and pair[0]["coverage"] == pytest.approx(0.5)
+  assert pair[1]["status"] == "failed: no contrast concepts"
+  summary = {r["what"]: r for r in out.tables["summary"]}
+  assert summary["classes (their parts)"]["n"] == 1
+  assert summary["contrast pairs (separating parts)"]["coverage"] == pytest.approx(0.5)
+  assert out.stem == "planted_parts" and any("random" in n for n in out.notes)

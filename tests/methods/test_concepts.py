@@ -139,7 +139,8 @@ def small_config(**overrides):
       nmf_max_iter=200, nmf_tol=1e-4, class_chunk=16, stitch_layout="auto",
       stitch_fill=0.0, contrast_threshold=0.25, epochs=100, lr=0.01,
       shift_offsets=(0.0, 0.5, 1.0, 2.0, 10.0, 15.0, 20.0, 35.0, 50.0, 200.0),
-      pairs_to_plot=((0, 1),), bias_position="bottom_right", bias_blank=0.0,
+      pairs_to_plot=((0, 1),), bias_position="bottom_right", bias_blank="black",
+      noise_std_units="pixels", shift_rule="paper",
       eval_batch_size=64, crop_batch_size=16, shift_batch_size=8,
       shift_directions_per_call=16, seed=0))
   for k, v in overrides.items():

@@ -123,14 +123,20 @@ def test_shifting_stats_agree_with_the_full_probabilities(batch_size, per_call):
   h = class_activations(0, n=5)
   dirs = np.random.default_rng(1).normal(size=(3, C)).astype(np.float32)
   probs = ct.shifting_probs(TOY, None, h, dirs)
-  mean, arg = ct.shifting_stats(TOY, None, h, dirs, ct.OFFSETS, batch_size, per_call)
-  assert mean.shape == (3, 10, C) and arg.shape == (3, 10, 5)
+  targets = np.array([1, 2, 1])
+  mean, arg, tgt = ct.shifting_stats(TOY, None, h, dirs, ct.OFFSETS, batch_size, per_call,
+                                     targets=targets)
+  assert mean.shape == (3, 10, C) and arg.shape == (3, 10, 5) and tgt.shape == (3, 10, 5)
   np.testing.assert_allclose(mean, probs.mean(axis=2), rtol=1e-5, atol=1e-7)
   np.testing.assert_array_equal(arg, probs.argmax(-1))
+  for p, a in enumerate(targets):
+    np.testing.assert_allclose(tgt[p], probs[p, :, :, a], rtol=1e-5, atol=1e-7)
+  assert ct.shifting_stats(TOY, None, h, dirs, ct.OFFSETS).target_probs is None
   base = probs[0, 0]
   for p in range(3):
-    assert ct.shift_metrics(probs[p], 1, 0) == pytest.approx(
-        ct.shift_metrics_from_stats(mean[p], arg[p], base.mean(0), 1, 0))
+    assert ct.shift_metrics(probs[p], 1, 0) == pytest.approx(ct.shift_metrics_from_stats(
+        mean[p], arg[p], base.mean(0), 1, 0, target_probs=probs[p, :, :, 1],
+        base_target=base[:, 1]))
 
 
 def test_shifting_toward_a_swaps_the_prediction_and_away_does_not():
@@ -163,6 +169,50 @@ def test_pred_swap_needs_the_majority_and_the_confidence_threshold():
   assert (m["swap_0.1"], m["swap_0.2"], m["swap_0.5"]) == (True, True, False)
 
 
+def test_majority_is_a_per_image_vote_under_the_paper_rule():
+  """Departure 8: the paper's majority class is the most frequent per-image argmax
+  and its thresholds are "at least"; "mean_probs" keeps the earlier choice."""
+  offsets = (0.0, 1.0)
+  p = np.zeros((2, 3, 3))
+  p[0] = [0.01, 0.98, 0.01]
+  # at offset 1: two of three images vote A (0) with 0.5 each; one is sure of class 2.
+  # Mean p: A 0.4, B 0.0, other 0.6 -> argmax of the mean is 2, the vote is A.
+  p[1, :2] = [0.5, 0.0, 0.5 - 1e-9]
+  p[1, 2] = [0.2, 0.0, 0.8]
+  paper = ct.shift_metrics(p, 0, 1, offsets)
+  old = ct.shift_metrics(p, 0, 1, offsets, rule="mean_probs")
+  assert paper["majority"] == 0 and old["majority"] == 2
+  assert paper["swap_0.2"] and not old["swap_0.2"]
+  # ">=" at the threshold: exactly 0.5 on average swaps at 0.5 under the paper's rule only
+  q = np.zeros((2, 2, 3))
+  q[0] = [0.0, 1.0, 0.0]
+  q[1] = [0.5, 0.25, 0.25]
+  assert ct.shift_metrics(q, 0, 1, offsets)["swap_0.5"]
+  assert not ct.shift_metrics(q, 0, 1, offsets, rule="mean_probs")["swap_0.5"]
+  with pytest.raises(ValueError, match="rule"):
+    ct.shift_metrics(q, 0, 1, offsets, rule="vote")
+
+
+def test_shift_summary_std_is_over_samples_under_the_paper_rule():
+  """Departure 8: the std pools every image of every pair (the paper's "std over
+  all samples"); "mean_probs" keeps the std over the pairs' means."""
+  rng = np.random.default_rng(0)
+  offsets = (0.0, 1.0)
+  rows, shifted = [], []
+  for n in (3, 5):
+    p = rng.dirichlet(np.ones(3), size=(2, n))
+    row = ct.shift_metrics(p, 0, 1, offsets)
+    row["n_images"] = n
+    rows.append(row)
+    shifted.append(p[offsets.index(row["best_offset"]), :, 0])
+  paper = ct.shift_summary(rows, offsets=offsets)
+  old = ct.shift_summary(rows, offsets=offsets, rule="mean_probs")
+  assert paper["std_over"] == "samples" and old["std_over"] == "pairs"
+  assert paper["shifted_pred_std"] == pytest.approx(np.concatenate(shifted).std())
+  assert old["shifted_pred_std"] == pytest.approx(np.std([r["shifted_pred"] for r in rows]))
+  assert paper["shifted_pred_std"] != pytest.approx(old["shifted_pred_std"])
+
+
 def test_shift_summary_is_table_3():
   rows = [
       {"default_pred": 0.01, "shifted_pred": 0.6, "swap_0.1": True, "swap_0.2": True,
@@ -171,8 +221,8 @@ def test_shift_summary_is_table_3():
        "swap_0.5": False, "flip_rate": 0.1, "best_offset": 200.0},
       {"status": "failed: no images"},
   ]
-  s = ct.shift_summary(rows)
-  assert s["n_pairs"] == 2
+  s = ct.shift_summary(rows)  # no per-image numbers: std over the pairs
+  assert s["n_pairs"] == 2 and s["std_over"] == "pairs"
   assert s["default_pred"] == pytest.approx(0.02) and s["shifted_pred"] == pytest.approx(0.4)
   assert s["shifted_pred_std"] == pytest.approx(0.2)
   assert (s["pct_swap_0.1"], s["pct_swap_0.2"], s["pct_swap_0.5"]) == (100.0, 50.0, 50.0)
@@ -234,6 +284,22 @@ def test_bias_probe_pasting_a_crop_of_a_moves_the_prediction_toward_a():
     ct.bias_probe(_toy_predict, images[:0], patch_a, a, b)
 
 
+def test_bias_probe_blank_can_be_the_mean_colour():
+  """Departure 7: the paper's "zeros" in normalised space are the mean colour."""
+  seen = []
+
+  def predict(x):
+    seen.append(x)
+    return _toy_predict(x)
+
+  images = np.zeros((2, 8, 8, C), np.float32)
+  colour = np.arange(C, dtype=np.float32) / C + 0.1
+  ct.bias_probe(predict, images, np.ones((2, 2, C), np.float32), 0, 1, blank=colour)
+  blanked = seen[0][4:6]  # original (2), pasted (2), blank (2)
+  np.testing.assert_allclose(blanked[:, -2:, -2:], np.broadcast_to(colour, (2, 2, 2, C)))
+  np.testing.assert_allclose(blanked[:, :-2, :], 0.0)
+
+
 def test_bias_probe_calls_predict_once():
   calls = []
 
@@ -259,7 +325,7 @@ def test_shifting_stats_compile_once_for_two_checkpoints():
     variables = models.init_variables(model, jax.random.PRNGKey(seed), (32, 32, 1))
     h = np.asarray(s.encode(variables, x))
     before = ct._shift_stats_chunk._cache_size()  # pylint: disable=protected-access
-    mean, _ = ct.shifting_stats(s, variables, np.ones_like(h), dirs, (0.0, 1.0), 4, 2)
+    mean = ct.shifting_stats(s, variables, np.ones_like(h), dirs, (0.0, 1.0), 4, 2).mean_probs
     grown.append(ct._shift_stats_chunk._cache_size() - before)  # pylint: disable=protected-access
     means.append(mean)
   assert grown[0] <= 1 and grown[1] == 0, grown

@@ -144,3 +144,51 @@ def test_search_crops_compiles_once_for_two_checkpoints():
     scores.append(hits["all"].score)
   assert grown[0] <= 1 and grown[1] == 0, grown
   assert not np.allclose(scores[0], scores[1])  # the weights really differ
+
+
+# ---------------------------------------------------------------------------
+# Scoring crops against planted parts.
+
+
+def _part_maps():
+  """Two 8x8 images, crops of 4x4 (2x2 grid): image 0 holds part 0 whole in cell
+  (0, 0) and part 1 split between cells (1, 0) and (1, 1); image 1 holds part 2 in
+  cell (0, 1)."""
+  maps = np.full((2, 8, 8), -1, np.int8)
+  maps[0, 1:3, 1:3] = 0
+  maps[0, 5:7, 2:6] = 1
+  maps[1, 0:4, 4:8] = 2
+  return maps
+
+
+def test_part_coverage_is_the_fraction_of_each_part_inside_the_crop():
+  from jaxconcepts.methods import concepts as cl  # pylint: disable=g-import-not-at-top
+  geometry = crops_lib.crop_geometry((8, 8, 1), (4, 4, 3))
+  assert geometry.crop_hw == (4, 4) and geometry.grid_hw == (2, 2)
+  hits = crops_lib.CropHits(np.array([[0, 0, 1, -1]]), np.array([[0, 1, 0, 0]]),
+                            np.array([[0, 0, 1, 0]]), np.zeros((1, 4)))
+  cov = cl.part_coverage(hits, geometry, _part_maps(), 3)
+  assert cov.shape == (1, 4, 3)
+  np.testing.assert_allclose(cov[0, 0], [1.0, 0.0, 0.0])
+  np.testing.assert_allclose(cov[0, 1], [0.0, 0.5, 0.0])  # half of part 1
+  np.testing.assert_allclose(cov[0, 2], [0.0, 0.0, 1.0])
+  assert np.isnan(cov[0, 3]).all()  # no hit
+  s = cl.part_hit_scores(cov, np.array([True, True, False]))
+  assert s["n_crops"] == 3
+  assert s["coverage"] == pytest.approx((1.0 + 0.5 + 0.0) / 3)
+  assert s["hit_rate"] == pytest.approx(2 / 3) and s["any_part"] == pytest.approx(2.5 / 3)
+  assert s["top_part"] == [0]  # on average the concept covers part 0 most
+  with pytest.raises(ValueError, match="part maps"):
+    cl.part_coverage(hits, geometry, _part_maps()[:, :4], 3)
+
+
+def test_random_hits_keep_the_images_and_draw_cells_in_the_grid():
+  from jaxconcepts.methods import concepts as cl  # pylint: disable=g-import-not-at-top
+  geometry = crops_lib.crop_geometry((8, 8, 1), (4, 4, 3))
+  image = np.array([[0, 1, -1] * 100])
+  hits = crops_lib.CropHits(image, np.zeros_like(image), np.zeros_like(image),
+                            np.zeros(image.shape))
+  rand = cl.random_hits(hits, geometry, seed=3)
+  np.testing.assert_array_equal(rand.image, image)
+  assert set(np.unique(rand.row)) == {0, 1} and set(np.unique(rand.col)) == {0, 1}
+  np.testing.assert_array_equal(cl.random_hits(hits, geometry, seed=3).row, rand.row)

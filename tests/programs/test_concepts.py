@@ -4,11 +4,13 @@ tests/methods/test_concepts.py, where every table entry is known: classes 0 and
 attribution leaves too few pixel vectors is recorded and the run goes on; a
 second checkpoint compiles nothing new.
 """
+import importlib.util
 import json
 import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxconcepts.methods import contrast as ct
@@ -27,6 +29,14 @@ def parts_model():
   model = PartsNet()
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, CHANNELS)))
   return model, {k: v for k, v in variables.items() if k != "taps"}
+
+
+def _concepts_config(arg):
+  path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "concepts.py")
+  spec = importlib.util.spec_from_file_location("concepts_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
 
 
 def _read(workdir, name):
@@ -142,7 +152,37 @@ def test_pipeline_rejects_bad_configuration_before_running(parts_model, tmp_path
     run(stitch_layout="diagonal")
   with pytest.raises(ValueError, match="contrast_threshold"):
     run(contrast_threshold=1.5)
+  with pytest.raises(ValueError, match="noise_std_units"):
+    run(noise_std_units="normalised")
+  with pytest.raises(ValueError, match="bias_blank"):
+    run(bias_blank="white")
   assert not calls
+
+
+def test_noise_is_relative_to_the_data_std_and_the_blank_is_the_mean_colour(parts_model):
+  """Departures 6 and 7: the paper's SmoothGrad std 0.25 and its "zeros" are in
+  normalised units: 0.25 x the training images' std, and their mean colour."""
+  model, variables = parts_model
+  ds = parts_dataset(4)
+  train = np.asarray(ds.train_images, np.float64)
+  run = concepts_pipeline.setup(small_config(noise_std_units="data_std", bias_blank="mean"),
+                                model, variables, ds)
+  assert run.info.data_std == pytest.approx(train.std(), rel=1e-5)
+  assert run.info.noise_std == pytest.approx(0.25 * train.std(), rel=1e-5)
+  np.testing.assert_allclose(run.info.blank, train.mean(axis=(0, 1, 2)), rtol=1e-5)
+  old = concepts_pipeline.setup(small_config(), model, variables, ds)
+  assert (old.info.noise_std, old.info.data_std) == (0.25, None)
+  assert old.info.blank == (0.0,) * CHANNELS
+  assert run.truth is None  # no planted parts in this data set
+
+
+def test_the_concepts_config_follows_the_paper_by_default():
+  c = _concepts_config(None)
+  assert (c.noise_std, c.noise_std_units, c.bias_blank, c.shift_rule) == (
+      0.25, "data_std", "mean", "paper")
+  q = _concepts_config("quick")
+  assert (q.data.dataset, q.data.source, q.layer, q.n_concepts) == (
+      "planted", "planted", "conv3a", 3)
 
 
 def test_a_second_checkpoint_of_the_same_architecture_compiles_nothing_new(tmp_path):

@@ -38,14 +38,14 @@ def test_config_arguments_and_defaults():
   assert c.classes is None and c.score_order == "mean_then_relu"
   c = _config("layer=conv3a,classes=0:3:5,score_order=relu_then_mean")
   assert (c.layer, c.classes, c.score_order) == ("conv3a", (0, 3, 5), "relu_then_mean")
-  assert _config("quick").data.dataset == "digits"
+  assert _config("quick").data.dataset == "planted"
   with pytest.raises(ValueError, match="score_order"):
     _config("score_order=median")
 
 
 def test_quick_config_runs_end_to_end_on_digits_with_the_vgg(tmp_path):
   pytest.importorskip("jaxconcepts.methods.attribution")
-  config = _config("quick")
+  config = _config("quick")  # on a digits classifier: its own data, the quick settings
   config.classes = (2, 3, 4, 8)  # class 2: no image predicted (recorded)
   config.pairs_to_plot = ((4, 8), (3, 9))  # 9 is not among the classes (recorded)
   config.max_images = 200
@@ -75,3 +75,34 @@ def test_quick_config_runs_end_to_end_on_digits_with_the_vgg(tmp_path):
   assert bias["stitched contrast concepts"]["rows"][1]["status"].startswith("failed")
   assert out["files"] and all(os.path.exists(f) for f in out["files"])
   assert os.path.exists(os.path.join(tmp_path, "figures", "stitched.png"))
+
+
+@pytest.mark.slow
+def test_quick_run_on_the_planted_set_finds_the_planted_parts(tmp_path):
+  """The quick config on a briefly trained VGG (the planted set, 2 epochs): the
+  concepts' top crops cover the classes' planted parts far better than random crops
+  of the same images, and the planted-parts table and summary say so. (The full
+  quick run -- 3000 images, 6 epochs, 20 images per class, 4 samples -- measured
+  coverage 0.98 against 0.48 for random crops, contrast pairs 0.80 against 0.32.)"""
+  pytest.importorskip("jaxconcepts.methods.attribution")
+  from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      "classifier_config", os.path.join(os.path.dirname(_CONFIG), "classifier.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  clf_config = module.get_config("source=planted,epochs=2")
+  ds = classifier.load_data(clf_config.data)
+  model, fit = classifier.train_classifier(clf_config, str(tmp_path / "clf"), dataset=ds)
+  variables = {"params": fit.state.params, "batch_stats": fit.state.batch_stats}
+  config = _config("quick")
+  out = concepts_pipeline.run_concepts_evaluation(config, str(tmp_path / "c"), model,
+                                                  variables, ds)
+  summary = {r["what"]: r for r in out["planted_parts"]}
+  classes = summary["classes (their parts)"]
+  assert classes["n"] == 6
+  assert classes["coverage"] >= 2 * classes["random_coverage"], (classes, out["stitch_test"])
+  assert classes["coverage"] >= classes["random_coverage"] + 0.25, classes
+  pairs = summary["contrast pairs (separating parts)"]
+  assert pairs["n"] == 4 and pairs["coverage"] > pairs["random_coverage"], pairs
+  table = _tables(tmp_path / "c", "planted_parts")
+  assert len(table["per class"]["rows"]) == 6
