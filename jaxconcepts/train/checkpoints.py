@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
+from absl import logging
 import orbax.checkpoint as ocp
 
 from jaxconcepts import utils
@@ -25,16 +27,40 @@ def stage_dir(workdir: str, name: str) -> str:
   return os.path.join(workdir, CHECKPOINTS_DIR, name)
 
 
-def latest_step(directory: str) -> int | None:
-  """The newest step saved under `directory` (its numeric subfolders), or None.
+METADATA_FILE = "_CHECKPOINT_METADATA"  # orbax writes it when a step is complete
 
-  Reads the folder names only (no orbax), so it is cheap enough to ask for
-  every stage of a program before deciding what to train.
+
+def complete_steps(directory: str) -> list[int]:
+  """The steps under `directory` that orbax finished writing, newest first.
+
+  A numeric folder without orbax's metadata file (an interrupted or emptied
+  save) is not a checkpoint. Reads folder names only (no orbax), so it is cheap
+  enough to ask for every stage of a program before deciding what to train.
   """
   if not os.path.isdir(directory):
-    return None
-  steps = [int(s) for s in os.listdir(directory) if s.isdigit()]
-  return max(steps) if steps else None
+    return []
+  steps = [int(s) for s in os.listdir(directory)
+           if s.isdigit() and os.path.exists(os.path.join(directory, s, METADATA_FILE))]
+  return sorted(steps, reverse=True)
+
+
+def latest_step(directory: str) -> int | None:
+  """The newest complete step saved under `directory`, or None."""
+  steps = complete_steps(directory)
+  return steps[0] if steps else None
+
+
+def set_aside(directory: str, step: int, reason: str) -> str:
+  """Moves a damaged step out of the stage (next to it, `<stage>.damaged/<step>-<time>`).
+
+  Nothing is deleted: the user can inspect or remove it. Returns the new path.
+  """
+  dest = os.path.join(f"{directory.rstrip(os.sep)}.damaged", f"{step}-{int(time.time())}")
+  os.makedirs(os.path.dirname(dest), exist_ok=True)
+  os.replace(os.path.join(directory, str(step)), dest)
+  logging.warning("checkpoint %s/%d does not restore (%s); moved it to %s and fell back to an "
+                  "older one", directory, step, reason, dest)
+  return dest
 
 
 def is_done(directory: str, total_steps: int) -> bool:
@@ -55,7 +81,11 @@ def save_step(mngr: ocp.CheckpointManager, step: int, tree: Any) -> None:
 
 
 def restore_latest(directory: str, abstract_state: Any) -> tuple[Any, int] | None:
-  """Restores the newest checkpoint under `directory` into `abstract_state`'s structure.
+  """Restores the newest checkpoint under `directory` that restores.
+
+  A damaged newest checkpoint (truncated files, an emptied folder, a corrupt
+  manifest) is moved aside with a warning naming it and why (`set_aside`), and
+  the next older one is tried, so a run resumes from the newest good state.
 
   Args:
     directory: a stage directory (see `stage_dir`).
@@ -64,15 +94,25 @@ def restore_latest(directory: str, abstract_state: Any) -> tuple[Any, int] | Non
 
   Returns:
     (state, step), or None if there is no checkpoint.
+
+  Raises:
+    ValueError: if checkpoints exist but none restores, naming the folder to delete.
   """
-  if not os.path.isdir(directory):
+  steps = complete_steps(directory)
+  if not steps:
     return None
+  reasons = []
   with ocp.CheckpointManager(os.path.abspath(directory)) as mngr:
-    step = mngr.latest_step()
-    if step is None:
-      return None
-    state = mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
-  return state, int(step)
+    for step in steps:
+      try:
+        state = mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+        return state, int(step)
+      except Exception as e:  # pylint: disable=broad-except  (orbax / tensorstore raise many types)
+        reason = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        reasons.append(f"step {step}: {reason}")
+        set_aside(directory, step, reason)
+  raise ValueError(f"no checkpoint under {directory} restores ({'; '.join(reasons)}); they were "
+                   f"moved to {directory}.damaged; delete {directory} to train this stage again")
 
 
 def save(directory: str, step: int, tree: Any) -> None:

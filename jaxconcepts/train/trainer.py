@@ -339,6 +339,14 @@ class LoopConfig:
   num_devices: int | None = None
   eval_every_epochs: int = 1
 
+  def __post_init__(self):
+    """One-line errors before any work: a 0 interval would divide by zero after a step, and
+    keep_checkpoints=0 would let orbax delete the trained model."""
+    for name in ("num_epochs", "batch_size", "checkpoint_every_steps", "keep_checkpoints",
+                 "log_every_steps", "eval_every_epochs"):
+      utils.check_int(getattr(self, name), name, 1)
+    utils.check_int(self.seed, "seed", 0)
+
 
 def loop_config(config: ml_collections.ConfigDict, **overrides: Any) -> LoopConfig:
   """A LoopConfig from the config's top-level fields of the same names, then `overrides`."""

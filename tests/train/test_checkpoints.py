@@ -1,7 +1,9 @@
 """Stage checkpoints: where they live, when a stage is done, save / restore, the stage log."""
 import json
+import os
 
 import numpy as np
+import pytest
 
 from jaxconcepts.train import checkpoints
 
@@ -29,3 +31,29 @@ def test_record_stage_adds_the_seconds_of_a_resumed_stage(tmp_path):
     stages = json.load(f)
   assert stages == {"refae_conv4_s0": {"epochs": 2, "seconds": 3.75},
                     "classifier": {"seconds": 1.0}}
+
+
+def _damage(step_dir):
+  """Truncates every file of a saved step's data (as a full disk or a crash would)."""
+  for root, _, files in os.walk(os.path.join(step_dir, "default")):
+    for name in files:
+      with open(os.path.join(root, name), "r+b") as f:
+        f.truncate(0)
+
+
+def test_restore_falls_back_past_a_damaged_or_empty_newest_checkpoint(tmp_path):
+  d = str(tmp_path / "stage")
+  tree = {"w": np.arange(4, dtype=np.float32)}
+  for step in (1, 2):
+    checkpoints.save(d, step, {"w": tree["w"] * step})
+  os.makedirs(os.path.join(d, "3"))  # an emptied step folder: not a checkpoint
+  assert checkpoints.complete_steps(d) == [2, 1]
+  _damage(os.path.join(d, "2"))
+  state, step = checkpoints.restore_latest(d, tree)
+  assert step == 1
+  np.testing.assert_array_equal(state["w"], tree["w"])
+  assert checkpoints.complete_steps(d) == [1]
+  assert len(os.listdir(d + ".damaged")) == 1  # moved aside, not deleted
+  _damage(os.path.join(d, "1"))
+  with pytest.raises(ValueError, match=r"no checkpoint under .* restores.*delete"):
+    checkpoints.restore_latest(d, tree)
