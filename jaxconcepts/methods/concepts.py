@@ -325,7 +325,9 @@ def explain_class(model: nn.Module, variables: Any, images: np.ndarray, target: 
     n_concepts: k.
     score_order: see :func:`pixel_scores`.
     n_samples: SmoothGrad samples.
-    noise_std: SmoothGrad noise std, in input units.
+    noise_std: SmoothGrad noise std, in input ([0, 1] pixel) units. The paper's
+      0.25 is in normalised units: pass 0.25 x the data's std for its noise
+      (the program does, ``noise_std_units="data_std"``).
     baseline: DeepLift baseline (1.0: a white image).
     key: PRNG key or int seed of the noise (None: seed 0).
     batch_size: attribution batch size.
