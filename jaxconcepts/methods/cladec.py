@@ -19,8 +19,11 @@ training set are computed once (`split.encode_images`) and stored next to the
 pixels (`pack`), so a ClaDec step for alpha = 0 costs only the decoder.
 
 Several seeds are trained at once: a state whose leaves carry a leading seed
-axis (`init_seeds`) and steps `vmap`ped over it (the seeds share the batch
-order and differ in initialisation and dropout).
+axis (`init_seeds`) and steps `vmap`ped over it. The seeds differ in
+initialisation, dropout and batch order, as independent runs do (the paper's
+5 runs): given the training rows as `data`, a step's batch holds one row index
+per seed (`seed_orders`) and each seed gathers its own rows. Without `data` the
+batch is shared by all seeds.
 
 Every jitted function here is defined once at module level: modules and shapes
 are static arguments (flax modules hash by their attributes), weights are
@@ -376,13 +379,41 @@ def init_refae_seeds(refae: RefAE, image_shape: Sequence[int],
   return init_seeds(init_fn, tx, refae.apply, seeds)
 
 
-def _vmap_seeds(step_one: Callable) -> Callable:
-  """(state[S], batch, key) -> (state[S], metrics averaged over seeds)."""
+def seed_orders(n: int, seeds: Sequence[int]) -> np.ndarray:
+  """(n, S) int32: column s a permutation of the n rows drawn from seed s alone.
+
+  Passed to `training.fit` as the "images" of a seed-stacked step with `data`:
+  fit shuffles the rows of this table each epoch (one shared order), and seed
+  s trains on `data[table[:, s]]`, so each seed visits every row once per
+  epoch in an order of its own, independent of the other seeds.
+  """
+  cols = [np.random.default_rng((int(s), 13)).permutation(int(n)) for s in seeds]
+  return np.stack(cols, axis=1).astype(np.int32)
+
+
+def _seed_batches(batch: Batch, data: tuple[jax.Array, jax.Array]) -> Batch:
+  """A batch of per-seed row indices (B, S) -> per-seed batches with a leading S axis."""
+  rows, labels = data
+  idx = batch["image"].T  # (S, B)
+  return {"image": rows[idx], "label": labels[idx],
+          "mask": jnp.broadcast_to(batch["mask"], idx.shape)}
+
+
+def _vmap_seeds(step_one: Callable, data: tuple[jax.Array, jax.Array] | None = None
+                ) -> Callable:
+  """(state[S], batch, key) -> (state[S], metrics averaged over seeds).
+
+  With `data` = (rows (N, ...), labels (N,)), batch["image"] is (B, S) row
+  indices, one column per seed (`seed_orders`); without, the batch is shared.
+  """
 
   def step(state, batch, key):
     n_seeds = jax.tree.leaves(state.params)[0].shape[0]
     keys = jax.random.split(key, n_seeds)
-    state, metrics = jax.vmap(step_one, in_axes=(0, None, 0))(state, batch, keys)
+    axis = None if data is None else 0
+    if data is not None:
+      batch = _seed_batches(batch, data)
+    state, metrics = jax.vmap(step_one, in_axes=(0, axis, 0))(state, batch, keys)
     count = metrics.pop("count")[0]
     metrics = {k: v.mean() for k, v in metrics.items()}
     metrics["count"] = count
@@ -426,16 +457,20 @@ class CladecSpec:
 
 @functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=0)
 def cladec_train_step(state: training.TrainState, batch: Batch, key: jax.Array,
-                      classifier_variables: Any = None, *,
+                      classifier_variables: Any = None,
+                      data: tuple[jax.Array, jax.Array] | None = None, *,
                       spec: CladecSpec) -> tuple[training.TrainState, dict[str, jax.Array]]:
   """One ClaDec step (Eq. 1) over seed-stacked decoder states; donates `state`.
 
   Args:
     state: seed-stacked decoder state (see `init_decoder_seeds`).
-    batch: {"image": packed (B, P + D) from `pack`, "label" (B,), "mask" (B,)}.
+    batch: {"image": packed (B, P + D) from `pack`, "label" (B,), "mask" (B,)},
+      shared by the seeds; with `data`, "image" is (B, S) int row indices.
     key: unused (the decoder is deterministic); kept for the `fit` protocol.
     classifier_variables: the frozen classifier's {"params", "batch_stats"};
       traced, so a new checkpoint does not recompile. Unused when alpha == 0.
+    data: optional (packed rows (N, P + D), labels (N,)): each seed's batch is
+      its own rows (see `seed_orders`).
     spec: the static description (hashable).
 
   Returns:
@@ -459,7 +494,7 @@ def cladec_train_step(state: training.TrainState, batch: Batch, key: jax.Array,
     return state, {"loss": parts["total_sum"], "rec": parts["rec_sum"], "ce": parts["ce_sum"],
                    "count": batch["mask"].sum().astype(jnp.float32)}
 
-  return _vmap_seeds(step_one)(state, batch, key)
+  return _vmap_seeds(step_one, data)(state, batch, key)
 
 
 def make_cladec_step(decoder: nn.Module, classifier: nn.Module | None,
@@ -477,14 +512,17 @@ def make_cladec_step(decoder: nn.Module, classifier: nn.Module | None,
 
 
 @functools.partial(jax.jit, static_argnames=("refae", "rec_reduction"), donate_argnums=0)
-def refae_train_step(state: training.TrainState, batch: Batch, key: jax.Array, *,
+def refae_train_step(state: training.TrainState, batch: Batch, key: jax.Array,
+                     data: tuple[jax.Array, jax.Array] | None = None, *,
                      refae: RefAE,
                      rec_reduction: str = "sum") -> tuple[training.TrainState,
                                                           dict[str, jax.Array]]:
   """One RefAE step (reconstruction loss only) over seed-stacked states; donates `state`.
 
-  Batch {"image" (B, H, W, C), "label" (unused), "mask" (B,)}; BatchNorm and
-  dropout in train mode (`key` drives dropout, one key per seed).
+  Batch {"image" (B, H, W, C), "label" (unused), "mask" (B,)}, or with `data`
+  = (images (N, H, W, C), labels (N,)) "image" (B, S) row indices, one column
+  per seed (`seed_orders`); BatchNorm and dropout in train mode (`key` drives
+  dropout, one key per seed).
   """
 
   def step_one(state, batch, key):
@@ -502,7 +540,7 @@ def refae_train_step(state: training.TrainState, batch: Batch, key: jax.Array, *
     return state, {"loss": parts["rec_sum"], "rec": parts["rec_sum"],
                    "count": batch["mask"].sum().astype(jnp.float32)}
 
-  return _vmap_seeds(step_one)(state, batch, key)
+  return _vmap_seeds(step_one, data)(state, batch, key)
 
 
 def make_refae_step(refae: RefAE, rec_reduction: str = "sum") -> Callable:

@@ -36,15 +36,12 @@ PNGs `cladec_layers.png` / `cladec_layers_misclassified.png` (Figs. 6 / 7),
 `cladec_alpha.png` (11), `cladec_training_epochs.png` (12),
 `cladec_subsets_nested.png` / `_disjoint.png` (13 / 14), `occlusion.png` (16).
 
-Every configuration error (alpha outside [0, 1], a layer the model lacks, a
-neuron subset larger than the layer, a missing classifier checkpoint, a
-decoder that cannot reach the image size, occlusion squares that do not fit)
-is raised before any training.
+Every configuration error (`cladec_plan.prepare`: bad alpha, layer, neuron
+subset, classifier checkpoint, decoder, occlusion squares) comes before training.
 
-Weights are traced arguments of module-level jitted functions (`methods.cladec`,
-`split.predict_logits`): all classifiers of an architecture share one
-compilation per shape. Stages of the same shapes share one decoder module and
-optimizer (`Plan.decoders`, `Plan.decoder_opt`): a train state holds both.
+Weights are traced arguments of module-level jitted functions: all classifiers
+of an architecture share one compilation per shape; stages of the same shapes
+share one decoder and optimizer (`Plan.decoders`, `Plan.decoder_opt`).
 """
 
 from __future__ import annotations
@@ -192,8 +189,9 @@ def _train_cladec(plan: Plan, variables: Any, layer: str, alpha: float, *, neuro
                                  c.rec_reduction)
   logging.info("cladec: %s (code %s, %d seeds, %d epochs)", name, code_shape, len(plan.seeds),
                epochs)
+  data = (cladec.pack(ds.train_images, codes), ds.train_labels)  # each seed its own order
   training.fit(name=name, workdir=plan.workdir, state=state, train_step=step,
-               step_args=(variables,), images=cladec.pack(ds.train_images, codes),
+               step_args=(variables, data), images=cladec.seed_orders(ds.num_train, plan.seeds),
                labels=ds.train_labels, cfg=cladec_plan.loop_config(plan, epochs), lr_fn=lr_fn)
   cladec_plan.record_stage(plan, name, time.time() - t0, images=ds.num_train, epochs=epochs,
                            seeds=len(plan.seeds))
@@ -214,7 +212,8 @@ def _train_refae(plan: Plan, layer: str) -> str:
   logging.info("cladec: %s (%d seeds, %d epochs)", name, len(plan.seeds), epochs)
   training.fit(name=name, workdir=plan.workdir, state=state,
                train_step=cladec.make_refae_step(refae, c.rec_reduction),
-               images=ds.train_images, labels=ds.train_labels,
+               step_args=((ds.train_images, ds.train_labels),),
+               images=cladec.seed_orders(ds.num_train, plan.seeds), labels=ds.train_labels,
                cfg=cladec_plan.loop_config(plan, epochs), lr_fn=lr_fn)
   cladec_plan.record_stage(plan, name, time.time() - t0, images=ds.num_train, epochs=epochs,
                            seeds=len(plan.seeds))

@@ -316,3 +316,42 @@ def test_resnet_full_resolution_decoder_has_no_upsampling_stage(variant):
   out = dec.apply(params, codes)
   assert out.shape == (2, 32, 32, 1) and float(out.min()) >= 0 and float(out.max()) <= 1
   assert not any(k.startswith("deconv") for k in params["params"])
+
+
+def test_each_seed_trains_on_its_own_batch_order():
+  model, variables = _classifier()
+  images, labels = _batch(8)
+  codes = np.asarray(model.apply(variables, images, stop="conv3a"))
+  orders = cladec.seed_orders(8, (3, 7))
+  assert orders.shape == (8, 2) and not np.array_equal(orders[:, 0], orders[:, 1])
+  assert sorted(orders[:, 0]) == list(range(8))
+  np.testing.assert_array_equal(orders[:, 1], cladec.seed_orders(8, (7,))[:, 0])
+  _, _, both, step, _ = _cladec_setup(0.5, (3, 7))
+  rows = cladec.pack(images, codes)
+  data = (jnp.asarray(rows), jnp.asarray(labels))
+  idx = orders[:4]  # one batch of 4 rows: different rows per seed
+  batch = {"image": jnp.asarray(idx), "label": jnp.zeros(4, jnp.int32),
+           "mask": jnp.ones(4, bool)}
+  both, _ = jax.jit(step)(both, batch, jax.random.PRNGKey(0), variables, data)
+  for i, seed in enumerate((3, 7)):
+    _, _, one, step1, _ = _cladec_setup(0.5, (seed,))
+    own = {"image": jnp.asarray(rows[idx[:, i]]), "label": jnp.asarray(labels[idx[:, i]]),
+           "mask": jnp.ones(4, bool)}
+    one, _ = jax.jit(step1)(one, own, jax.random.PRNGKey(0), variables)
+    for a, b in zip(jax.tree.leaves(cladec.seed_slice(both.params, i)),
+                    jax.tree.leaves(cladec.seed_slice(one.params, 0))):
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_refae_seeds_gather_their_own_rows():
+  encoder = models.create_model("vgg", 4, **_SMALL)
+  refae = cladec.RefAE(encoder=encoder, layer="conv3a",
+                       decoder=decoders.create_decoder((4, 4, 8), (32, 32, 1)))
+  images, labels = _batch(8)
+  state = cladec.init_refae_seeds(refae, (32, 32, 1), optax.adam(1e-3), (0, 1))
+  batch = {"image": jnp.asarray(cladec.seed_orders(8, (0, 1))[:4]),
+           "label": jnp.zeros(4, jnp.int32), "mask": jnp.ones(4, bool)}
+  step = jax.jit(cladec.make_refae_step(refae, "mean"))
+  new, m = step(state, batch, jax.random.PRNGKey(0), (jnp.asarray(images), jnp.asarray(labels)))
+  assert np.isfinite(float(m["loss"])) and float(m["count"]) == 4.0
+  assert int(new.step[0]) == 1
