@@ -213,6 +213,43 @@ def _check_custom(init, w_init, h_init, w_shape, h_shape, dtype):
 # One matrix.
 
 
+# Range. Products of the updates overflow float32 for entries near its maximum,
+# and XLA flushes subnormal inputs to zero (a subnormal matrix would come back
+# as a "perfect" zero fit). A concrete `a` outside [2**-60, 2**60] is therefore
+# scaled by an exact power of two on the host (numpy keeps subnormals), fitted,
+# and `w` scaled back: the full finite float32 range works. A traced `a` must
+# lie in that range already (its values cannot be inspected under jit).
+_SAFE_EXPONENT = 60
+
+
+def _range_exponent(a: jax.Array) -> int:
+  """e such that a * 2**e has its largest entry in [0.5, 1), or 0 if a needs no scaling."""
+  if is_tracer(a):
+    return 0
+  amax = float(jax.device_get(jnp.max(a)))
+  if amax == 0.0:
+    amax = float(np.max(np.asarray(a)))  # subnormal entries read as zero on the device
+  if amax == 0.0 or 2.0 ** -_SAFE_EXPONENT <= amax <= 2.0 ** _SAFE_EXPONENT:
+    return 0
+  return -int(np.frexp(amax)[1])
+
+
+def _ldexp(x: ArrayLike, e: int) -> jax.Array:
+  """x * 2**e, exactly, on the host."""
+  x = np.asarray(x)
+  return jnp.asarray(np.ldexp(x, e).astype(x.dtype))
+
+
+def _unscaled(res: NMFResult, e: int) -> NMFResult:
+  """Undoes `_range_exponent`'s scaling on w; a non-finite concrete result is an error."""
+  if e:
+    res = res._replace(w=_ldexp(res.w, -e))
+  if not is_tracer(res.w) and not bool(jax.device_get(
+      jnp.all(jnp.isfinite(res.w)) & jnp.all(jnp.isfinite(res.h)))):
+    raise ValueError("the NMF fit is not finite (NaN or Inf in w or h); check the scale of a")
+  return res
+
+
 def nmf(a: ArrayLike, n_components: int, *, init: str = "nndsvda",
         max_iter: int = 200, tol: float = 1e-4, key: Any = None,
         w_init: ArrayLike | None = None, h_init: ArrayLike | None = None,
@@ -260,6 +297,17 @@ def nmf(a: ArrayLike, n_components: int, *, init: str = "nndsvda",
   a = _as_float_array(a, "a")
   w_init, h_init = _check_custom(init, w_init, h_init, (m, k), (k, n), a.dtype)
   _check_values(a, "a")
+  e = _range_exponent(a)
+  if e:
+    a = _ldexp(a, e)
+    w_init = None if w_init is None else _ldexp(w_init, e)
+  return _unscaled(_nmf_scaled(a, k, init=init, key=key, w_init=w_init, h_init=h_init,
+                               max_iter=max_iter, tol=tol, form=form,
+                               skip_zero_rows=skip_zero_rows), e)
+
+
+def _nmf_scaled(a, k, *, init, key, w_init, h_init, max_iter, tol, form, skip_zero_rows):
+  """`nmf` on a checked matrix `a` whose entries are in the safe range."""
   key = as_key(key)
   max_iter, tol = int(max_iter), float(tol)
   nonzero = _rows_to_keep(a, skip_zero_rows)
@@ -378,8 +426,21 @@ def nmf_batched(a: ArrayLike, n_components: int, *,
   if row_mask is not None:
     a = jnp.where(row_mask[..., None], a, 0)
   _check_values(a, "a")
-  keys = _batch_keys(key, bsz)
-  max_iter, tol = int(max_iter), float(tol)
+  e = (np.zeros((bsz,), int) if is_tracer(a)
+       else np.array([_range_exponent(x) for x in a], int))
+  if e.any():
+    a = jnp.asarray(np.ldexp(np.asarray(a), e[:, None, None]).astype(a.dtype))
+  res = _batched_scaled(a, k, row_mask, _batch_keys(key, bsz), init=init,
+                        max_iter=int(max_iter), tol=float(tol), form=form,
+                        skip_zero_rows=skip_zero_rows)
+  if e.any():
+    res = res._replace(w=jnp.asarray(
+        np.ldexp(np.asarray(res.w), -e[:, None, None]).astype(res.w.dtype)))
+  return _unscaled(res, 0)
+
+
+def _batched_scaled(a, k, row_mask, keys, *, init, max_iter, tol, form, skip_zero_rows):
+  """`nmf_batched` on a checked stack whose matrices are in the safe range."""
   keep = _rows_to_keep(a, skip_zero_rows)
   if keep is not None:
     return _batched_skipping(a, k, keep, row_mask, keys, init=init,

@@ -439,3 +439,28 @@ def test_transform_bad_input_raises():
     nmf_lib.transform(-a, np.ones((2, 10), np.float32))
   with pytest.raises(ValueError, match="must be a 2-D"):
     nmf_lib.transform(a[0], np.ones((2, 10), np.float32))
+
+
+@pytest.mark.parametrize("scale", [3e38, 1e-30, 1e-38, 1e-42])
+def test_nmf_handles_the_whole_finite_float32_range(scale):
+  """Near float32's maximum the products would overflow, and subnormal input would be flushed
+  to zero and reported as a perfect fit; both fit as well as the unscaled matrix does."""
+  a = np.random.default_rng(0).uniform(size=(40, 12))
+  ref = nmf_lib.nmf(a.astype(np.float32), 3, max_iter=50)
+  big = (a / a.max() * scale).astype(np.float32)
+  res = nmf_lib.nmf(big, 3, max_iter=50)
+  assert np.all(np.isfinite(res.w)) and np.all(np.isfinite(res.h))
+  err = (np.linalg.norm(big.astype(np.float64)
+                        - np.asarray(res.w, np.float64) @ np.asarray(res.h, np.float64))
+         / np.linalg.norm(big.astype(np.float64)))
+  assert 0.0 < float(res.rel_error) and abs(err - float(ref.rel_error)) < 0.02
+  stack = np.stack([a.astype(np.float32), big])
+  batched = nmf_lib.nmf_batched(stack, 3, max_iter=50)
+  np.testing.assert_allclose(batched.rel_error, [ref.rel_error, res.rel_error], rtol=1e-3)
+
+
+def test_nmf_of_a_non_finite_input_is_an_error():
+  a = np.ones((6, 4), np.float32)
+  a[2, 1] = np.nan
+  with pytest.raises(ValueError, match="NaN or Inf"):
+    nmf_lib.nmf(a, 2)
