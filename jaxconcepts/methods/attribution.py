@@ -330,7 +330,13 @@ def _method_baseline(method: str, model: nn.Module, baseline: ArrayLike,
 
 def _check_layer(model: nn.Module, layer: str | int | None, method: str,
                  image_shape: tuple[int, ...]) -> str | None:
-  """The canonical tap name (None: the input); GradCAM needs a spatial tap."""
+  """The canonical tap name (None: the input); GradCAM needs a spatial tap.
+
+  The model's own input check (`check_input_shape`, our models have one) runs
+  first, so images of a size the model was not built for are an error here too.
+  """
+  if hasattr(model, "check_input_shape"):
+    model.check_input_shape(image_shape)
   if layer is None:
     name = None
   elif not hasattr(model, "layer_names"):
@@ -364,6 +370,9 @@ def _plan_and_args(method: str, model: nn.Module, variables, x, target, layer, *
   target = attr_ops.check_target(target, x.shape[0], _num_classes(model, variables, x))
   smoothing = attr_ops.check_smoothing(smoothing)
   noise, n_samples = attr_ops.check_samples(noise, x, n_samples)
+  if n_samples == 0 and smoothing != "mean":
+    raise ValueError(f"smoothing={smoothing!r} needs SmoothGrad samples (n_samples >= 1 or "
+                     "explicit noise); with n_samples=0 there is nothing to smooth")
   std = attr_ops.check_std(std)
   key = as_key(key)
   baseline, shared = _method_baseline(method, model, baseline, x)

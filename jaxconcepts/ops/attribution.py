@@ -328,6 +328,10 @@ def check_inputs(x: ArrayLike) -> jax.Array:
   x = jnp.asarray(x)
   if x.ndim != 4 or x.shape[0] < 1:
     raise ValueError(f"inputs must have shape (N, H, W, C) with N >= 1, got {x.shape}")
+  if not is_tracer(x) and not bool(jax.device_get(jnp.all(jnp.isfinite(x)))):
+    bad = np.argwhere(~np.isfinite(np.asarray(x)))[0]
+    raise ValueError(f"inputs contain NaN or Inf (first at index {tuple(int(i) for i in bad)}); "
+                     "attributions of such images mean nothing")
   return x
 
 

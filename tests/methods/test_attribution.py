@@ -464,3 +464,19 @@ class _NoAct(nn.Module):
   @nn.compact
   def __call__(self, x, train=False, *, start=None, stop=None):
     return nn.Dense(10)(jax.nn.relu(x).reshape(x.shape[0], -1))
+
+
+def test_inputs_the_attribution_cannot_handle_are_one_line_errors(vgg):
+  model, variables, x = vgg
+  bad = np.array(x)
+  bad[0, 3, 4, 0] = np.nan
+  with pytest.raises(ValueError, match=r"NaN or Inf \(first at index \(0, 3, 4, 0\)\)"):
+    attribution.deeplift(model, variables, bad, 0, "conv1")
+  with pytest.raises(ValueError, match="NaN or Inf"):
+    attribution.gradient(model, variables, bad, 0, "conv1")
+  for hw in (28, 4):
+    small = np.zeros((2, hw, hw, x.shape[-1]), np.float32)
+    with pytest.raises(ValueError, match=f"{hw}, {hw}"):
+      attribution.deeplift(model, variables, small, 0, "conv1")
+  with pytest.raises(ValueError, match="smoothing='square' needs SmoothGrad samples"):
+    attribution.deeplift(model, variables, x, 0, "conv1", n_samples=0, smoothing="square")
