@@ -48,23 +48,18 @@ extra arithmetic. With the default 2 GiB budget, up to about 350 classes of
 500 vectors at D=512 are one block.
 
 Within a block the class (row) axis is sharded across the devices of a
-``jax.sharding.Mesh`` (all local devices by default); the same call runs on
-one device. Row counts are padded with empty classes to a multiple of the
-device count; padded pairs are dropped. The matmuls are local to a device;
+``jax.sharding.Mesh`` (all local devices by default; rows padded with empty
+classes to a multiple of the device count). The matmuls are local to a device;
 the partner transpose in the update is an all-to-all of the gradient.
 
-Cost per epoch: ``4 D (C - 1) C Nmax`` flops (each class's padded vectors
-against its ``C - 1`` pairs, forward and gradient), i.e. the per-pair loop's
-``4 D (n_a + n_b)`` summed over pairs when classes are equally large; very
-ragged class sizes pay for the padding. Each step also streams the
-weight-sized arrays about six times, so with few vectors per class (say
-Nmax = 64) the step is bound by memory bandwidth rather than by the matmuls.
-
-Arithmetic is float32 with ``precision="highest"`` matmuls by default (no
-TF32 / bf16 passes on accelerators), like the float32 PyTorch reference.
-Results come back as host numpy arrays: for 1000 classes at D=1024 the weights
-are 499,500 x 1024 float32 = 2 GB, which is host memory, not part of the
-per-block device budget.
+Cost per epoch: ``4 D (C - 1) C Nmax`` flops, the per-pair loop's
+``4 D (n_a + n_b)`` summed over pairs for equal classes. Each step also streams
+the weight-sized arrays about six times, so with few vectors per class the
+step is bound by memory bandwidth rather than by the matmuls. Arithmetic is
+float32 with ``precision="highest"`` matmuls by default, like the float32
+PyTorch reference. Results come back as host numpy arrays (1000 classes at
+D=1024: 2 GB of weights in host memory, outside the per-block device budget).
+Training that diverges (non-finite weights) is an error, not a result.
 """
 
 from __future__ import annotations
@@ -597,4 +592,15 @@ def train_pairwise(
   out = _train_blocks(x, counts, group, rows, jnp.float32(lr),
                       epochs=int(epochs), metrics_at=metrics_at,
                       precision=precision, w_sharding=rows)
-  return out.result()
+  return _check_finite(out.result(), float(np.abs(x).max()), float(lr))
+
+
+def _check_finite(result: PairwiseResult, xmax: float, lr: float) -> PairwiseResult:
+  """The result, unless training diverged (non-finite weights): then a one-line error."""
+  bad = ~(np.isfinite(result.weights).all(-1) & np.isfinite(result.biases))
+  if bad.any():
+    raise ValueError(
+        f"pairwise training diverged: {int(bad.sum())} of {bad.size} pairs have non-finite "
+        f"weights (first: classes {tuple(result.pairs[np.argmax(bad)].tolist())}); the vectors "
+        f"reach |x| = {xmax:.3g} at lr {lr:g}: rescale them or lower lr")
+  return result

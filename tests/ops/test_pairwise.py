@@ -373,3 +373,11 @@ def _check_against_torch_loop(torch, data, res):
     np.testing.assert_allclose(res.biases[p], float(model.bias.detach()),
                                rtol=0, atol=1e-5)
     assert res.accuracy[p] == pytest.approx(float(acc), abs=1e-6)
+
+
+def test_diverged_training_is_an_error_not_a_result():
+  rng = np.random.default_rng(0)
+  vectors = [np.maximum(rng.normal(c, 1, (50, 64)), 0).astype(np.float32) for c in range(4)]
+  pairwise.train_pairwise(vectors, epochs=100)  # the same data at its own scale trains
+  with pytest.raises(ValueError, match=r"diverged: 6 of 6 pairs.*rescale them or lower lr"):
+    pairwise.train_pairwise([v * 1e20 for v in vectors], epochs=100)
