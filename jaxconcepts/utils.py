@@ -148,3 +148,19 @@ def write_text_atomic(path: str, text: str) -> None:
 def write_json_atomic(path: str, obj: Any) -> None:
   """Writes `obj` as indented JSON, atomically (see `write_text_atomic`)."""
   write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=float))
+
+
+def read_json(path: str) -> Any:
+  """The JSON document at `path`.
+
+  Raises:
+    FileNotFoundError: if there is no file.
+    ValueError: one line naming a damaged (truncated, not JSON) file and what to do.
+  """
+  with open(path) as f:
+    text = f.read()
+  try:
+    return json.loads(text)
+  except ValueError as e:
+    raise ValueError(f"{path} is damaged (not valid JSON: {e}); delete it, or restore it from "
+                     "a copy, and run again") from None

@@ -295,12 +295,24 @@ def _idx_hint(name: str) -> str:
           "(`pip install jaxconcepts[tfds]`, downloads on first use).")
 
 
+_READ_CHUNK = 1 << 26
+
+
 def _read_exactly(f, n: int, path: str, what: str) -> bytes:
+  """n bytes of f, read in chunks: a header that claims more data than the file has is a
+  "truncated" error when the data runs out, not an attempt to allocate it all at once."""
+  chunks, got = [], 0
   try:
-    data = f.read(n)
+    while got < n:
+      chunk = f.read(min(_READ_CHUNK, n - got))
+      if not chunk:
+        break
+      chunks.append(chunk)
+      got += len(chunk)
   except (EOFError, OSError, gzip.BadGzipFile) as e:  # truncated/corrupt gzip
     raise ValueError(f"IDX file {path}: cannot read {what} "
                      f"({type(e).__name__}: {e})") from e
+  data = b"".join(chunks)
   if len(data) != n:
     raise ValueError(f"IDX file {path} is truncated: expected {n} bytes of "
                      f"{what}, found {len(data)}")
@@ -477,6 +489,10 @@ def load_dataset(name: str, source: str = "tfds", *,
   else:
     splits = _load_digits(image_size, max_train, max_test)
   (train_x, train_y), (test_x, test_y) = splits
+  for split, images in (("train", train_x), ("test", test_x)):
+    if images.shape[0] == 0:
+      raise ValueError(f"the {split} split of {name} ({source}) is empty; every program needs "
+                       "images in both splits")
   class_names = _CLASS_NAMES[name]
   return Dataset(name=name, train_images=train_x, train_labels=train_y,
                  test_images=test_x, test_labels=test_y,

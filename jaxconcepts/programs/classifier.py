@@ -192,8 +192,7 @@ def check_trained_workdir(path: str) -> None:
 
 def check_matches(path: str, dataset: data_lib.Dataset, arch: str) -> None:
   """ValueError unless the classifier trained in `path` is `arch` on `dataset`."""
-  with open(os.path.join(path, CONFIG_FILE)) as f:
-    info = json.load(f)["classifier"]
+  info = utils.read_json(os.path.join(path, CONFIG_FILE))["classifier"]
   if (info["dataset"] != dataset.name or tuple(info["image_shape"]) != dataset.image_shape
       or info["arch"] != arch):
     raise ValueError(
@@ -283,8 +282,7 @@ def restore_classifier(workdir: str, name: str = "classifier"):
     raise FileNotFoundError(
         f"no classifier config at {cfg_path}; train one first with "
         f"`python train.py --config=configs/classifier.py --workdir={workdir}`")
-  with open(cfg_path) as f:
-    payload = json.load(f)
+  payload = utils.read_json(cfg_path)
   config = ml_collections.ConfigDict(payload["config"])
   info = payload["classifier"]
   model = build_model(info["arch"], info["num_classes"], info["image_shape"])

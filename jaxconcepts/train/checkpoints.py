@@ -9,7 +9,6 @@ a program that is run again skips finished stages and resumes the others.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -129,8 +128,7 @@ def record_stage(path: str, name: str, seconds: float, **info: Any) -> None:
   """
   stages = {}
   if os.path.exists(path):
-    with open(path) as f:
-      stages = json.load(f)
+    stages = utils.read_json(path)
   prev = stages.get(name, {})
   stages[name] = {**info, "seconds": round(prev.get("seconds", 0.0) + seconds, 2)}
   utils.write_json_atomic(path, stages)

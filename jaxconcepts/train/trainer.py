@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -405,9 +404,8 @@ def _resume(run: _Run, ckpt_dir: str, state: Any) -> tuple[Any, list[dict[str, f
   state, resumed_from = restored
   history = []
   if os.path.exists(run.metrics_path):
-    with open(run.metrics_path) as f:
-      history = [h for h in json.load(f)["epochs"]
-                 if h["epoch"] * run.steps_per_epoch <= resumed_from]
+    history = [h for h in utils.read_json(run.metrics_path)["epochs"]
+               if h["epoch"] * run.steps_per_epoch <= resumed_from]
   logging.info("%s: resumed from step %d of %d", run.name, resumed_from, run.total_steps)
   return state, history, resumed_from
 

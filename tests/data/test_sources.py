@@ -513,3 +513,23 @@ def test_dataset_rejects_inconsistent_arrays():
     data.Dataset("t", x, y, x[:, :4], y, 1, ("a",))
   ds = data.Dataset("t", x, y, x, y, 1, ("a",))
   assert ds.image_shape == (8, 8, 1) and "train=4" in repr(ds)
+
+
+def test_an_empty_split_and_a_header_promising_too_much_are_one_line_errors(tmp_path):
+  def idx(path, shape, n_bytes):
+    header = np.array([0, 0, 8, len(shape)], np.uint8).tobytes()
+    with open(path, "wb") as f:
+      f.write(header + np.array(shape, ">u4").tobytes() + bytes(n_bytes))
+
+  d = tmp_path / "idx"
+  d.mkdir()
+  idx(d / "train-images-idx3-ubyte", (0, 28, 28), 0)
+  idx(d / "train-labels-idx1-ubyte", (0,), 0)
+  idx(d / "t10k-images-idx3-ubyte", (2, 28, 28), 2 * 784)
+  idx(d / "t10k-labels-idx1-ubyte", (2,), 2)
+  with pytest.raises(ValueError, match=r"the train split of fashion_mnist \(idx\) is empty"):
+    data.load_dataset("fashion_mnist", "idx", data_dir=str(d))
+  huge = tmp_path / "huge-idx3-ubyte"
+  idx(huge, (4_000_000_000, 28, 28), 784)  # claims 3 TB, holds one image
+  with pytest.raises(ValueError, match="is truncated"):
+    data.read_idx(str(huge), 3)

@@ -57,3 +57,10 @@ def test_restore_falls_back_past_a_damaged_or_empty_newest_checkpoint(tmp_path):
   _damage(os.path.join(d, "1"))
   with pytest.raises(ValueError, match=r"no checkpoint under .* restores.*delete"):
     checkpoints.restore_latest(d, tree)
+
+
+def test_a_damaged_json_file_is_named_in_a_one_line_error(tmp_path):
+  path = tmp_path / "stages.json"
+  path.write_text('{"classifier": {"seconds": 1.0')
+  with pytest.raises(ValueError, match=r"stages.json is damaged \(not valid JSON.*delete it"):
+    checkpoints.record_stage(str(path), "decoder", 2.0)
