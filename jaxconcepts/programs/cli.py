@@ -218,7 +218,7 @@ def _train(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   _log_setup()
   _one_line_errors(train_and_evaluate, FLAGS.config, FLAGS.workdir)
-  logging.info("train: done; checkpoints, metrics and TensorBoard events are in %s "
+  logging.info("train: done; checkpoints and metrics are in %s "
                "(next: python evaluate.py with the same --config and --workdir)",
                os.path.abspath(FLAGS.workdir))
 
