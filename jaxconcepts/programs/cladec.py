@@ -555,10 +555,9 @@ def _write_tables(plan: Plan, results: tables.Results,
 
 
 def _write_figures(plan: Plan, results: tables.Results) -> list[str]:
-  """Evaluators -> report: every figure as a PNG; the paths."""
+  """Evaluators -> report: every figure as a PNG (Fig. 12 with RefAE if Table 2 has it)."""
   logging.info("cladec: evaluate: figures")
   ds = plan.dataset
-  # Fig. 12 shows RefAE when the layer table has it (the sweep layer is one of `layers`).
   by_layer = dict(zip(plan.layers, results.layers))
   refae = by_layer[plan.sweep_layer].refae if plan.sweep_layer in by_layer else None
   test = figures.TestSet(ds.test_images, ds.test_labels, ds.class_names)
