@@ -111,12 +111,24 @@ def stage_widths(variant: str, n_stages: int, out_channels: int) -> tuple[int, .
   return tuple(base * 2 ** (n_stages - 2 - i) for i in range(n_stages - 1)) + (out_channels,)
 
 
-def output_activation(z: jax.Array, kind: str = "sigmoid") -> jax.Array:
+def output_activation(z: jax.Array, kind: str = "clip") -> jax.Array:
   """The decoder's output in [0, 1] from the last layer's pre-activation `z` (any shape).
 
-  "sigmoid": the paper's. "clip": `clip(z, 0, 1)` in value with the gradient of
-  the identity (straight-through), so a pixel outside [0, 1] still receives the
-  reconstruction loss's gradient.
+  "sigmoid": the paper's. "clip" (the default): `clip(z, 0, 1)` in value with the
+  gradient of the identity (straight-through), so a pixel outside [0, 1] still
+  receives the reconstruction loss's gradient; a sigmoid's derivative s(1 - s)
+  vanishes there, which is how decoders of mostly black images collapsed to
+  the all-black image (see the module docstring).
+
+  Args:
+    z: float pre-activations.
+    kind: "clip" | "sigmoid".
+
+  Returns:
+    Values in [0, 1], shaped like `z`.
+
+  Raises:
+    ValueError: for another `kind`.
   """
   if check_choice("decoder output", kind, OUTPUTS) == "sigmoid":
     return nn.sigmoid(z)
