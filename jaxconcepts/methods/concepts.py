@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxconcepts.methods import crops as crops_lib
 from jaxconcepts.methods.crops import CropGeometry
 from jaxconcepts.methods.crops import CropHits
 from jaxconcepts.models import split as split_lib
@@ -391,19 +392,11 @@ def part_coverage(hits: CropHits, geometry: CropGeometry, part_maps: np.ndarray,
     raise ValueError(f"part maps {part_maps.shape[1:]} do not match the images "
                      f"{geometry.image_hw}")
   num_parts = check_int(num_parts, "num_parts")
-  ch, cw = geometry.crop_hw
-  b, m = hits.image.shape
-  out = np.full((b, m, num_parts), np.nan, np.float32)
-  for i in range(b):
-    for j in range(m):
-      idx = int(hits.image[i, j])
-      if idx < 0:
-        continue
-      r, c = int(hits.row[i, j]) * ch, int(hits.col[i, j]) * cw
-      full = np.bincount(part_maps[idx].ravel() + 1, minlength=num_parts + 1)[1:]
-      inside = np.bincount(part_maps[idx, r:r + ch, c:c + cw].ravel() + 1,
-                           minlength=num_parts + 1)[1:]
-      out[i, j] = inside[:num_parts] / np.maximum(full[:num_parts], 1)
+  out = np.full((*hits.image.shape, num_parts), np.nan, np.float32)
+  for i, j, idx, window in crops_lib.hit_windows(hits, geometry):
+    full = np.bincount(part_maps[idx].ravel() + 1, minlength=num_parts + 1)[1:]
+    inside = np.bincount(part_maps[idx][window].ravel() + 1, minlength=num_parts + 1)[1:]
+    out[i, j] = inside[:num_parts] / np.maximum(full[:num_parts], 1)
   return out
 
 

@@ -386,16 +386,25 @@ def extract_crops(images: np.ndarray, hits: CropHits, geometry: CropGeometry,
   """
   images = np.asarray(images)
   ch, cw = geometry.crop_hw
+  out = np.full((*hits.image.shape, ch, cw, images.shape[-1]), fill, np.float32)
+  for i, j, idx, window in hit_windows(hits, geometry):
+    out[i, j] = images[idx][window]
+  return out
+
+
+def hit_windows(hits: CropHits, geometry: CropGeometry):
+  """Yields (i, j, image index, (row slice, col slice)) for every found hit (image >= 0).
+
+  The slices cut hit (i, j)'s crop out of its image (H, W, ...).
+  """
+  ch, cw = geometry.crop_hw
   b, m = hits.image.shape
-  out = np.full((b, m, ch, cw, images.shape[-1]), fill, np.float32)
   for i in range(b):
     for j in range(m):
       idx = int(hits.image[i, j])
-      if idx < 0:
-        continue
-      r, c = int(hits.row[i, j]) * ch, int(hits.col[i, j]) * cw
-      out[i, j] = images[idx, r:r + ch, c:c + cw]
-  return out
+      if idx >= 0:
+        r, c = int(hits.row[i, j]) * ch, int(hits.col[i, j]) * cw
+        yield i, j, idx, (slice(r, r + ch), slice(c, c + cw))
 
 
 # ---------------------------------------------------------------------------
