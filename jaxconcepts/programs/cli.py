@@ -115,8 +115,15 @@ def _load_config_from_argv(argv: list[str]):
     FileNotFoundError: naming the missing config file.
   """
   value = _config_arg(argv)
-  if not value:
-    return None
+  return load_config(value) if value else None
+
+
+def load_config(value: str):
+  """The config of `--config=value` ("configs/X.py[:arg]"), as train.py / evaluate.py load it.
+
+  Raises:
+    FileNotFoundError: naming the missing config file.
+  """
   path, _, arg = value.partition(":")
   if not os.path.isfile(path):
     raise FileNotFoundError(f"no config file {path!r} (--config=configs/X.py[:arg]; "

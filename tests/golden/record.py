@@ -34,8 +34,8 @@ CLASSIFIER = ["--config=configs/quickstart.py", "--config.num_epochs=1",
               "--config.data.max_train=256", "--config.data.max_test=128"]
 CONCEPTS = ["--config=configs/concepts.py:quick", "--config.max_images=160",
             "--config.n_images_per_class=8", "--config.n_samples=2", "--config.epochs=20"]
-CLADEC = [
-    "--config=configs/cladec.py:quick",
+# The quick ClaDec config trimmed to one vector and one spatial layer (also the end-to-end test's).
+CLADEC_OVERRIDES = [
     "--config.layers=(-1, -5)", "--config.alpha_layer=-1", "--config.alphas=(0.5, 0.0)",
     "--config.subsets.layer=-1", "--config.subsets.nested=(4,)",
     "--config.subsets.disjoint_size=4", "--config.subsets.disjoint_count=2",
@@ -46,6 +46,7 @@ CLADEC = [
     "--config.decoder_epochs=1", "--config.refae_epochs=1",
     "--config.eval_classifier.num_epochs=1",
 ]
+CLADEC = ["--config=configs/cladec.py:quick", *CLADEC_OVERRIDES]
 
 
 def _run(root: str, script: str, args: list[str], workdir: str) -> None:

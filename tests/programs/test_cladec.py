@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxconcepts.programs import cladec as cladec_pipeline
+from tests.golden import record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -92,16 +93,7 @@ def test_stage_names_are_stable_and_distinct():
 
 # The quick config, trimmed to one vector and one spatial layer so that the run stays at a
 # couple of minutes on 2 cores (XLA:CPU compiles dominate; -O0 halves them).
-_QUICK_TEST_OVERRIDES = [
-    "--config.layers=(-1, -5)", "--config.alpha_layer=-1", "--config.alphas=(0.5, 0.0)",
-    "--config.subsets.layer=-1", "--config.subsets.nested=(4,)",
-    "--config.subsets.disjoint_size=4", "--config.subsets.disjoint_count=2",
-    "--config.classifier_epochs=(0, 1)", "--config.classifier_epochs_layer=-1",
-    "--config.occlusion.layers=(-1, -5)", "--config.occlusion.n_images=32",
-    "--config.figures.n_images=3", "--config.data.max_train=256", "--config.data.max_test=64",
-    "--config.eval_batch_size=64", "--config.classifier.num_epochs=2",
-    "--config.decoder_epochs=1", "--config.refae_epochs=1", "--config.eval_classifier.num_epochs=1",
-]
+_QUICK_TEST_OVERRIDES = record.CLADEC_OVERRIDES
 
 
 def _run_cli(program, workdir):

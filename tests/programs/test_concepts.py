@@ -4,7 +4,6 @@ tests/methods/test_concepts.py, where every table entry is known: classes 0 and
 attribution leaves too few pixel vectors is recorded and the run goes on; a
 second checkpoint compiles nothing new.
 """
-import importlib.util
 import json
 import os
 
@@ -16,6 +15,7 @@ import pytest
 from jaxconcepts.methods import contrast as ct
 from jaxconcepts.methods import crops as crops_lib
 from jaxconcepts.models import split as split_lib
+from jaxconcepts.programs import cli
 from jaxconcepts.programs import concepts as concepts_pipeline
 from tests.methods.test_concepts import CHANNELS
 from tests.methods.test_concepts import PartsNet
@@ -33,10 +33,7 @@ def parts_model():
 
 def _concepts_config(arg):
   path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "concepts.py")
-  spec = importlib.util.spec_from_file_location("concepts_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return cli.load_config(f"{path}:{arg}" if arg else path)
 
 
 def _read(workdir, name):

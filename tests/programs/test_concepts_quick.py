@@ -3,7 +3,6 @@ real VGG and the real DeepLift + SmoothGrad: files written, tables of the right
 shapes. The VGG has random weights (seed 1 predicts several digits on the first
 200 test images), so this checks the plumbing, not the numbers.
 """
-import importlib.util
 import json
 import os
 
@@ -13,15 +12,13 @@ import pytest
 from jaxconcepts.programs import concepts as concepts_pipeline
 from jaxconcepts import data as data_lib
 from jaxconcepts.models import classifiers as models
+from jaxconcepts.programs import cli
 
 _CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "concepts.py")
 
 
 def _config(arg):
-  spec = importlib.util.spec_from_file_location("concepts_config", _CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return cli.load_config(f"{_CONFIG}:{arg}" if arg else _CONFIG)
 
 
 def _tables(workdir, name):
@@ -44,7 +41,6 @@ def test_config_arguments_and_defaults():
 
 
 def test_quick_config_runs_end_to_end_on_digits_with_the_vgg(tmp_path):
-  pytest.importorskip("jaxconcepts.methods.attribution")
   config = _config("quick")  # on a digits classifier: its own data, the quick settings
   config.classes = (2, 3, 4, 8)  # class 2: no image predicted (recorded)
   config.pairs_to_plot = ((4, 8), (3, 9))  # 9 is not among the classes (recorded)
@@ -84,13 +80,9 @@ def test_quick_run_on_the_planted_set_finds_the_planted_parts(tmp_path):
   of the same images, and the planted-parts table and summary say so. (The full
   quick run -- 3000 images, 6 epochs, 20 images per class, 4 samples -- measured
   coverage 0.98 against 0.48 for random crops, contrast pairs 0.80 against 0.32.)"""
-  pytest.importorskip("jaxconcepts.methods.attribution")
   from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(
-      "classifier_config", os.path.join(os.path.dirname(_CONFIG), "classifier.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  clf_config = module.get_config("source=planted,epochs=2")
+  clf_config = cli.load_config(
+      os.path.join(os.path.dirname(_CONFIG), "classifier.py") + ":source=planted,epochs=2")
   ds = classifier.load_data(clf_config.data)
   model, fit = classifier.train_classifier(clf_config, str(tmp_path / "clf"), dataset=ds)
   variables = {"params": fit.state.params, "batch_stats": fit.state.batch_stats}
