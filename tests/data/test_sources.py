@@ -516,20 +516,11 @@ def test_dataset_rejects_inconsistent_arrays():
 
 
 def test_an_empty_split_and_a_header_promising_too_much_are_one_line_errors(tmp_path):
-  def idx(path, shape, n_bytes):
-    header = np.array([0, 0, 8, len(shape)], np.uint8).tobytes()
-    with open(path, "wb") as f:
-      f.write(header + np.array(shape, ">u4").tobytes() + bytes(n_bytes))
-
-  d = tmp_path / "idx"
-  d.mkdir()
-  idx(d / "train-images-idx3-ubyte", (0, 28, 28), 0)
-  idx(d / "train-labels-idx1-ubyte", (0,), 0)
-  idx(d / "t10k-images-idx3-ubyte", (2, 28, 28), 2 * 784)
-  idx(d / "t10k-labels-idx1-ubyte", (2,), 2)
-  with pytest.raises(ValueError, match=r"the train split of fashion_mnist \(idx\) is empty"):
-    data.load_dataset("fashion_mnist", "idx", data_dir=str(d))
-  huge = tmp_path / "huge-idx3-ubyte"
-  idx(huge, (4_000_000_000, 28, 28), 784)  # claims 3 TB, holds one image
+  _write_idx_dir(tmp_path, gz=False, n_train=0)
+  with pytest.raises(ValueError, match=r"the train split of mnist \(idx\) is empty"):
+    data.load_dataset("mnist", "idx", data_dir=str(tmp_path))
+  huge = bytearray(_idx_bytes(np.zeros((1, 28, 28), np.uint8)))
+  huge[4:8] = np.asarray([4_000_000_000], ">u4").tobytes()  # claims 3 TB, holds one image
+  _write(tmp_path / "huge-idx3-ubyte", bytes(huge), gz=False)
   with pytest.raises(ValueError, match="is truncated"):
-    data.read_idx(str(huge), 3)
+    data.read_idx(str(tmp_path / "huge-idx3-ubyte"), 3)
