@@ -51,10 +51,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   validate_data_and_arch(config)
   utils.check_choice("optimizer", config.optimizer.name, ("sgd", "adam"))
-  for key in ("num_epochs", "batch_size", "eval_batch_size", "checkpoint_every_steps",
-              "log_every_steps", "eval_every_epochs", "keep_checkpoints"):
-    utils.check_int(config[key], key, 1)
-  utils.check_int(config.seed, "seed", 0)
+  training.loop_config(config)  # epochs, batch size, intervals, keep_checkpoints, seed
+  utils.check_int(config.eval_batch_size, "eval_batch_size", 1)
   if config.optimizer.learning_rate <= 0:
     raise ValueError(f"optimizer.learning_rate must be > 0, got {config.optimizer.learning_rate}")
 

@@ -87,15 +87,9 @@ def evaluate(config, workdir: str):
     workdir_lib.release_lock(lock)
 
 
-def config_keys(config, prefix: str = "") -> list[str]:
+def config_keys(config) -> list[str]:
   """All dotted leaf keys of a ConfigDict, e.g. ["data.source", "num_epochs"]."""
-  keys = []
-  for k, v in config.items():
-    if hasattr(v, "items"):
-      keys += config_keys(v, f"{prefix}{k}.")
-    else:
-      keys.append(f"{prefix}{k}")
-  return sorted(keys)
+  return sorted(workdir_lib.flatten(config))
 
 
 def _config_arg(argv: list[str]) -> str | None:
