@@ -234,8 +234,8 @@ def _range_exponent(a: jax.Array) -> int:
   return -int(np.frexp(amax)[1])
 
 
-def _ldexp(x: ArrayLike, e: int) -> jax.Array:
-  """x * 2**e, exactly, on the host."""
+def _ldexp(x: ArrayLike, e: int | np.ndarray) -> jax.Array:
+  """x * 2**e, exactly, on the host (`e` broadcasts, e.g. one exponent per matrix)."""
   x = np.asarray(x)
   return jnp.asarray(np.ldexp(x, e).astype(x.dtype))
 
@@ -429,13 +429,12 @@ def nmf_batched(a: ArrayLike, n_components: int, *,
   e = (np.zeros((bsz,), int) if is_tracer(a)
        else np.array([_range_exponent(x) for x in a], int))
   if e.any():
-    a = jnp.asarray(np.ldexp(np.asarray(a), e[:, None, None]).astype(a.dtype))
+    a = _ldexp(a, e[:, None, None])
   res = _batched_scaled(a, k, row_mask, _batch_keys(key, bsz), init=init,
                         max_iter=int(max_iter), tol=float(tol), form=form,
                         skip_zero_rows=skip_zero_rows)
   if e.any():
-    res = res._replace(w=jnp.asarray(
-        np.ldexp(np.asarray(res.w), -e[:, None, None]).astype(res.w.dtype)))
+    res = res._replace(w=_ldexp(res.w, -e[:, None, None]))
   return _unscaled(res, 0)
 
 
