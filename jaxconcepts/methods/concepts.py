@@ -174,13 +174,14 @@ def _check_k(n_components: int, n_vectors: int, channels: int, what: str) -> int
 
 def extract_concepts(matrix: jax.typing.ArrayLike, n_components: int = 6, *,
                      init: str = "nndsvda", max_iter: int = 200, tol: float = 1e-4,
-                     key: Any = 0, what: str = "the class") -> ConceptSet:
+                     key: Any = 0, what: str = "the class", solver: str = "mu") -> ConceptSet:
   """NMF of one class's scaled pixel vectors into `n_components` concepts.
 
   Args:
     matrix: (m, c) non-negative float (from :func:`concept_matrix`).
     n_components: k.
-    init, max_iter, tol, key: passed to `nmf.nmf` (key: a PRNG key or seed).
+    init, max_iter, tol, key, solver: passed to `nmf.nmf` (key: a PRNG key or seed;
+      solver "mu" is scikit-learn's, "amu" / "hals" reach its error sooner).
     what: how to name the matrix in errors.
 
   Returns:
@@ -195,14 +196,15 @@ def extract_concepts(matrix: jax.typing.ArrayLike, n_components: int = 6, *,
   chex.assert_rank(matrix, 2)
   n_vec = count_vectors(matrix)
   k = _check_k(n_components, n_vec, matrix.shape[1], what)
-  res = nmf_lib.nmf(matrix, k, init=init, max_iter=max_iter, tol=tol, key=key)
+  res = nmf_lib.nmf(matrix, k, init=init, max_iter=max_iter, tol=tol, key=key, solver=solver)
   return ConceptSet(np.asarray(res.h), float(res.rel_error), n_vec, int(res.n_iter))
 
 
 def extract_concepts_batched(matrices: Sequence[jax.typing.ArrayLike], n_components: int = 6, *,
                              init: str = "nndsvda", max_iter: int = 200,
                              tol: float = 1e-4, key: Any = 0,
-                             names: Sequence[str] | None = None) -> list[ConceptSet]:
+                             names: Sequence[str] | None = None,
+                             solver: str = "mu") -> list[ConceptSet]:
   """NMF of several classes at once (one `nmf.nmf_batched` call).
 
   The matrices have different numbers of rows; they are zero-padded to the
@@ -212,7 +214,7 @@ def extract_concepts_batched(matrices: Sequence[jax.typing.ArrayLike], n_compone
   Args:
     matrices: B arrays (m_b, c), same c.
     n_components: k.
-    init, max_iter, tol, key: as `nmf.nmf_batched`.
+    init, max_iter, tol, key, solver: as `nmf.nmf_batched`.
     names: B names for errors (default "matrix b").
 
   Returns:
@@ -238,7 +240,7 @@ def extract_concepts_batched(matrices: Sequence[jax.typing.ArrayLike], n_compone
   for b, m in enumerate(mats):
     stacked[b, :m.shape[0]] = m
   res = nmf_lib.nmf_batched(stacked, int(n_components), n_valid=rows, init=init,
-                            max_iter=max_iter, tol=tol, key=key)
+                            max_iter=max_iter, tol=tol, key=key, solver=solver)
   h = np.asarray(res.h)
   return [ConceptSet(h[b], float(res.rel_error[b]), n_vecs[b], int(res.n_iter[b]))
           for b in range(len(mats))]
@@ -252,7 +254,8 @@ NMF_ERRORS = (ValueError, TypeError)
 def extract_concepts_each(matrices: Mapping[Hashable, Any], n_components: int = 6, *,
                           names: Mapping[Hashable, str], key: Any = 0,
                           fallback_key: Any = 0, init: str = "nndsvda", max_iter: int = 200,
-                          tol: float = 1e-4) -> dict[Hashable, ConceptSet | str]:
+                          tol: float = 1e-4,
+                          solver: str = "mu") -> dict[Hashable, ConceptSet | str]:
   """Concepts of each matrix: one batched NMF, one by one if the batch fails.
 
   The batch fails as a whole when one matrix cannot be factorised; then each
@@ -265,14 +268,14 @@ def extract_concepts_each(matrices: Mapping[Hashable, Any], n_components: int = 
     names: {id: name} for errors, e.g. "class 3".
     key: the batched NMF's key (:func:`extract_concepts_batched`).
     fallback_key: the key of each NMF alone (:func:`extract_concepts`).
-    init, max_iter, tol: as `nmf.nmf`.
+    init, max_iter, tol, solver: as `nmf.nmf`.
 
   Returns:
     {id: ConceptSet, or "NMF error: <type>: <message>"}, in the order of
     `matrices`.
   """
   ids = list(matrices)
-  kw = dict(init=init, max_iter=max_iter, tol=tol)
+  kw = dict(init=init, max_iter=max_iter, tol=tol, solver=solver)
   try:
     return dict(zip(ids, extract_concepts_batched(
         [matrices[i] for i in ids], n_components, key=key, names=[names[i] for i in ids],

@@ -46,26 +46,39 @@ CHECK_EVERY = 10
 """Iterations between convergence tests (scikit-learn's)."""
 
 
+SOLVERS = ("mu", "amu", "hals")
+"""Solver names: ``"mu"`` scikit-learn's multiplicative updates; ``"amu"``
+accelerated MU and ``"hals"`` hierarchical ALS (Gillis & Glineur 2012), which
+make several cheap inner updates of each factor from one read of ``a``."""
+
+
 class Form(NamedTuple):
-  """Static layout of the products (hashable, a jit static argument).
+  """Static choices of the loop (hashable, a jit static argument).
 
   Attributes:
     transpose_a: keep a row-major copy of ``a.T`` and compute ``w.T @ a`` as
       ``(a_t @ w).T`` (see `backend.nmf_transpose_a`).
     dot_columns: compute ``a @ h.T`` with ``h``'s k rows zero-padded to this
       many (>= k; see `backend.nmf_dot_columns`).
+    solver: one of :data:`SOLVERS`.
   """
   transpose_a: bool
   dot_columns: int
+  solver: str = "mu"
 
 
-def choose_form(k: int, transpose_a: bool | None = None) -> Form:
-  """The backend's :class:`Form` for k components.
+def choose_form(k: int, transpose_a: bool | None = None,
+                solver: str = "mu") -> Form:
+  """The backend's :class:`Form` for k components and a solver.
 
   Raises:
     TypeError: `transpose_a` is neither None nor a bool.
+    ValueError: `solver` is not one of :data:`SOLVERS`.
   """
-  return Form(backend.nmf_transpose_a(transpose_a), backend.nmf_dot_columns(k))
+  if solver not in SOLVERS:
+    raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
+  return Form(backend.nmf_transpose_a(transpose_a), backend.nmf_dot_columns(k),
+              solver)
 
 
 def loop_args(max_iter: int, tol: float, dtype
@@ -150,6 +163,104 @@ def _iteration(a, a_t, w, h, inv_s, columns, with_residual):
 
 
 # ---------------------------------------------------------------------------
+# Accelerated MU and HALS (Gillis & Glineur 2012): one read of a per factor
+# update, then several inner updates from the products it gave.
+
+INNER_ALPHA = {"amu": 2.0, "hals": 0.5}
+"""Gillis & Glineur's alpha: at most ``1 + alpha * rho`` inner updates, where
+rho is the cost of the products with ``a`` over that of one inner update."""
+
+INNER_DELTA = 0.1
+"""Inner updates stop once a step changes the factor by less than this times
+the first step's change (Frobenius norms; Gillis & Glineur's delta)."""
+
+
+def inner_steps(solver: str, rows: int, cols: int, k: int) -> int:
+  """Most inner updates of a factor with ``rows`` rows (a is rows x cols).
+
+  Gillis & Glineur: ``rho = 1 + (rows * cols + cols * k) / (rows * (k + 1))``
+  (reading a and forming the Gram matrix, against one inner update), at most
+  ``floor(1 + alpha * rho)`` inner updates.
+  """
+  rho = 1 + (rows * cols + cols * k) / (rows * (k + 1))
+  return int(1 + INNER_ALPHA[solver] * rho)
+
+
+def _hals_sweep(x: jax.Array, num: jax.Array, gram: jax.Array) -> jax.Array:
+  """One HALS sweep over the k rows of x (k, p): each the exact minimiser.
+
+  Row j: ``x_j = max(0, x_j + (num_j - gram_j @ x) / gram_jj)`` with the rows
+  before j already updated; a row whose ``gram_jj`` is 0 (a dead component)
+  is kept, as scikit-learn's coordinate descent does.
+  """
+  def row(j, x):
+    g = lax.dynamic_index_in_dim(gram, j, 0, keepdims=False)
+    gjj = g[j]
+    xj = lax.dynamic_index_in_dim(x, j, 0, keepdims=False)
+    nj = lax.dynamic_index_in_dim(num, j, 0, keepdims=False)
+    step = (nj - g @ x) / jnp.where(gjj > 0, gjj, 1)
+    new = jnp.where(gjj > 0, jnp.maximum(xj + step, 0), xj)
+    return lax.dynamic_update_index_in_dim(x, new, j, 0)
+  return lax.fori_loop(0, x.shape[0], row, x)
+
+
+def _inner_updates(x: jax.Array, num: jax.Array, gram: jax.Array, *,
+                   solver: str, max_steps: int) -> jax.Array:
+  """Updates x (k, p) for ``min ||a' - x.T c||`` given ``num`` = c a'.T (k, p)
+  and ``gram`` = c c.T (k, k), at most ``max_steps`` times.
+
+  Each step costs O(p k^2) and reads no ``a``. The steps stop early by
+  Gillis & Glineur's rule: when a step moves x by less than
+  :data:`INNER_DELTA` times the first step's move.
+  """
+  def update(x):
+    if solver == "hals":
+      return _hals_sweep(x, num, gram)
+    return _mu(x, num, gram @ x)
+
+  def moved(x, y):
+    d = y - x
+    return jnp.sum(d * d)
+
+  x1 = update(x)
+  first = moved(x, x1)
+  limit = (INNER_DELTA * INNER_DELTA) * first
+
+  def cond(state):
+    _, last, i = state
+    return jnp.logical_and(i < max_steps, last > limit)
+
+  def body(state):
+    x, _, i = state
+    y = update(x)
+    return y, moved(x, y), i + 1
+
+  x, _, _ = lax.while_loop(cond, body, (x1, first, jnp.ones((), jnp.int32)))
+  return x
+
+
+def _accelerated_iteration(a, a_t, w, h, inv_s, columns, with_residual, *,
+                           solver):
+  """One outer iteration of ``"amu"`` / ``"hals"``: reads a twice, as MU.
+
+  The products ``a @ h.T`` and ``w.T @ a`` are formed once each; w (as w.T)
+  and then h get their inner updates from them. Same signature and returns
+  as :func:`_iteration`.
+  """
+  m, n = a.shape
+  k = h.shape[0]
+  sq = (_residual_sq(a, w, h, inv_s) if with_residual
+        else jnp.zeros((), a.dtype))
+  num_w = (_a_ht(a, h, columns) * inv_s).T
+  w = _inner_updates(w.T, num_w, h @ h.T, solver=solver,
+                     max_steps=inner_steps(solver, m, n, k)).T
+  wta = w.T @ a if a_t is None else _a_ht(a_t, w.T, columns).T
+  h = _inner_updates(h, wta * inv_s, w.T @ w, solver=solver,
+                     max_steps=inner_steps(solver, n, m, k))
+  return w, h, sq
+
+
+# ---------------------------------------------------------------------------
 # The fit of w and h.
 
 
@@ -200,8 +311,9 @@ def _fit_scaled(a, w, h, inv_s, init_offset, max_iter, tol, *, checked,
   """
   # The barrier keeps XLA from folding the transpose back into the dot.
   a_t = lax.optimization_barrier(a.T) if form.transpose_a else None
-  step = functools.partial(_iteration, a, a_t, inv_s=inv_s,
-                           columns=form.dot_columns)
+  one = (_iteration if form.solver == "mu" else functools.partial(
+      _accelerated_iteration, solver=form.solver))
+  step = functools.partial(one, a, a_t, inv_s=inv_s, columns=form.dot_columns)
 
   def plain(i, wh):
     del i

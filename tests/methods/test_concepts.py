@@ -212,6 +212,37 @@ def test_extract_concepts_batched_matches_ragged_classes_and_recovers_each():
     assert _best_match(res.basis, p).min() > 0.97
 
 
+@pytest.mark.parametrize("solver", ["amu", "hals"])
+def test_each_fast_nmf_solver_recovers_the_planted_concepts(solver, parts_model):
+  """The planted checks above and the toy model's parts, with accelerated MU and HALS."""
+  rng = np.random.default_rng(0)
+  planted = rng.uniform(size=(4, 32)) * (rng.uniform(size=(4, 32)) < 0.4)
+  weights = rng.exponential(size=(600, 4)) * (rng.uniform(size=(600, 4)) < 0.5)
+  mat = weights @ planted
+  mat[rng.uniform(size=600) < 0.3] = 0.0
+  res = cl.extract_concepts(mat, 4, max_iter=1000, tol=1e-7, solver=solver)
+  assert res.rel_error < 0.05
+  assert _best_match(res.basis, planted).min() > 0.97
+  rng = np.random.default_rng(1)
+  mats, parts = [], []
+  for rows in (300, 180, 420):
+    p = rng.uniform(size=(3, 16)) * (rng.uniform(size=(3, 16)) < 0.5)
+    mats.append(rng.exponential(size=(rows, 3)) * (rng.uniform(size=(rows, 3)) < 0.6) @ p)
+    parts.append(p)
+  sets = cl.extract_concepts_batched(mats, 3, max_iter=800, tol=1e-7, solver=solver)
+  for res, p in zip(sets, parts):
+    assert _best_match(res.basis, p).min() > 0.97
+  model, variables = parts_model
+  images = parts_dataset().test_images
+  preds = np.asarray(model.apply(variables, images)).argmax(-1)
+  for c in (0, 1):
+    res = cl.explain_class(model, variables, images[cl.class_image_indices(preds, c, 60)], c,
+                           "feat", n_concepts=3, attribution_fn=toy_attribution,
+                           nmf_kwargs=dict(max_iter=500, tol=1e-7, solver=solver))
+    planted = np.eye(CHANNELS)[N_PARTS * c:N_PARTS * (c + 1)]
+    assert _best_match(res.concepts.basis, planted).min() > 0.99
+
+
 def test_k_larger_than_the_number_of_pixel_vectors_is_a_clear_error():
   mat = np.zeros((50, 8), np.float32)
   mat[:2] = 1.0
