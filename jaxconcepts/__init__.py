@@ -23,7 +23,16 @@ closure), so the same compiled program serves any checkpoint of an
 architecture.
 """
 
-from jaxconcepts.data.sources import Dataset
+import os as _os
+
+# TensorFlow comes in with clu's metric writers (TensorBoard event files) and TFDS, and prints
+# C++ notices as it loads (oneDNN, absl). It computes nothing of ours, so its notices and oneDNN
+# kernels are off unless the user set these variables before importing jaxconcepts. This must
+# run before any import below pulls TensorFlow in.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from jaxconcepts.data.sources import Dataset  # noqa: E402  (after the environment above)
 from jaxconcepts.data.batching import batches
 from jaxconcepts.data.sources import load_dataset
 from jaxconcepts.methods.attribution import deeplift
