@@ -106,7 +106,7 @@ def _masked_mean(v: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.A
 
 
 def cladec_loss(x_hat: jax.Array, x: jax.Array, logits: jax.Array | None,
-                labels: jax.Array | None, alpha: float, reduction: str = "sum",
+                labels: jax.Array | None, alpha: float | jax.Array, reduction: str = "sum",
                 mask: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Eq. 1: `(1 - alpha) * rec + alpha * CE(C(x_hat), y)`, batch means.
 
@@ -115,17 +115,19 @@ def cladec_loss(x_hat: jax.Array, x: jax.Array, logits: jax.Array | None,
     x: (N, H, W, C) inputs.
     logits: (N, classes) = C(x_hat), or None when alpha == 0.
     labels: (N,) int labels (None when alpha == 0).
-    alpha: in [0, 1].
+    alpha: in [0, 1]; a Python number (checked here) or a traced scalar (an
+      alpha grid vmapped into one program, `cladec_grid`; checked by its caller).
     reduction: "sum" | "mean" over pixels.
     mask: optional (N,) bool, False on padding rows.
 
   Returns:
     (loss, {"rec_sum", "ce_sum", "total_sum"}: sums over valid rows).
   """
-  alpha = check_alpha(alpha)
+  if not utils.is_tracer(alpha):
+    alpha = check_alpha(alpha)
   rec, rec_sum = _masked_mean(per_image_rec(x_hat, x, reduction), mask)
   if logits is None:
-    if alpha > 0:
+    if not utils.is_tracer(alpha) and alpha > 0:
       raise ValueError(f"alpha={alpha} > 0 needs the classifier's logits on x_hat")
     ce = ce_sum = jnp.zeros((), rec.dtype)
   else:
@@ -399,12 +401,19 @@ def _seed_batches(batch: Batch, data: tuple[jax.Array, jax.Array]) -> Batch:
           "mask": jnp.broadcast_to(batch["mask"], idx.shape)}
 
 
-def _vmap_seeds(step_one: Callable, data: tuple[jax.Array, jax.Array] | None = None
-                ) -> Callable:
+def mean_metrics(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """Per-member metrics (leading member axes) -> their means, and the shared "count"."""
+  count = metrics.pop("count").reshape(-1)[0]
+  return {**{k: v.mean() for k, v in metrics.items()}, "count": count}
+
+
+def vmap_seeds(step_one: Callable, data: tuple[jax.Array, jax.Array] | None = None,
+                reduce: bool = True) -> Callable:
   """(state[S], batch, key) -> (state[S], metrics averaged over seeds).
 
   With `data` = (rows (N, ...), labels (N,)), batch["image"] is (B, S) row
   indices, one column per seed (`seed_orders`); without, the batch is shared.
+  With `reduce=False` the metrics keep their seed axis (S,).
   """
 
   def step(state, batch, key):
@@ -414,10 +423,7 @@ def _vmap_seeds(step_one: Callable, data: tuple[jax.Array, jax.Array] | None = N
     if data is not None:
       batch = _seed_batches(batch, data)
     state, metrics = jax.vmap(step_one, in_axes=(0, axis, 0))(state, batch, keys)
-    count = metrics.pop("count")[0]
-    metrics = {k: v.mean() for k, v in metrics.items()}
-    metrics["count"] = count
-    return state, metrics
+    return state, (mean_metrics(metrics) if reduce else metrics)
 
   return step
 
@@ -436,23 +442,59 @@ class CladecSpec:
       reconstructions; its variables are an argument of the step. May be
       None when alpha == 0 (it is not called then).
     image_shape, code_shape: per-example shapes inside the packed batch.
-    alpha: Eq. 1's trade-off, in [0, 1].
+    alpha: Eq. 1's trade-off, in [0, 1]; None: traced, one value per row of
+      an alpha grid (`cladec_grid`), which always applies the classifier.
     rec_reduction: "sum" | "mean".
   """
   decoder: nn.Module
   classifier: nn.Module | None
   image_shape: tuple[int, ...]
   code_shape: tuple[int, ...]
-  alpha: float
+  alpha: float | None
   rec_reduction: str = "sum"
 
   def __post_init__(self):
     object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
     object.__setattr__(self, "code_shape", tuple(int(s) for s in self.code_shape))
-    object.__setattr__(self, "alpha", check_alpha(self.alpha))
+    if self.alpha is not None:
+      object.__setattr__(self, "alpha", check_alpha(self.alpha))
     check_rec_reduction(self.rec_reduction)
-    if self.alpha > 0 and self.classifier is None:
-      raise ValueError(f"alpha={self.alpha} > 0 needs the classifier")
+    if (self.alpha is None or self.alpha > 0) and self.classifier is None:
+      raise ValueError(f"alpha={self.alpha} (> 0 or traced) needs the classifier")
+
+
+def cladec_step_one(spec: CladecSpec, classifier_variables: Any,
+                    alpha: float | jax.Array) -> Callable:
+  """One seed's ClaDec step `(state, batch, key) -> (state, metrics)` at `alpha`.
+
+  Args:
+    spec: the static description; its classifier is applied unless
+      `spec.alpha` is a static 0 (then `alpha` must be 0 too).
+    classifier_variables: the frozen classifier's variables (traced).
+    alpha: `spec.alpha`, or a traced scalar when `spec.alpha` is None.
+
+  Returns:
+    A function for `vmap_seeds`; its metrics are batch sums "loss" (Eq. 1's
+    total), "rec", "ce" and "count".
+  """
+
+  def step_one(state, batch, key):
+    del key  # the decoder is deterministic
+    x, code = unpack(batch["image"], spec.image_shape, spec.code_shape)
+
+    def loss_fn(params):
+      x_hat = spec.decoder.apply({"params": params}, code)
+      logits = (spec.classifier.apply(classifier_variables, x_hat, train=False)
+                if spec.alpha is None or spec.alpha > 0 else None)
+      return cladec_loss(x_hat, x, logits, batch["label"], alpha, spec.rec_reduction,
+                         batch["mask"])
+
+    grads, parts = jax.grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads)
+    return state, {"loss": parts["total_sum"], "rec": parts["rec_sum"], "ce": parts["ce_sum"],
+                   "count": batch["mask"].sum().astype(jnp.float32)}
+
+  return step_one
 
 
 @functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=0)
@@ -477,24 +519,11 @@ def cladec_train_step(state: training.TrainState, batch: Batch, key: jax.Array,
     (state, metrics): sums over the batch ("loss" = total, "rec", "ce") averaged
     over seeds, and "count".
   """
-
-  def step_one(state, batch, key):
-    del key  # the decoder is deterministic
-    x, code = unpack(batch["image"], spec.image_shape, spec.code_shape)
-
-    def loss_fn(params):
-      x_hat = spec.decoder.apply({"params": params}, code)
-      logits = (spec.classifier.apply(classifier_variables, x_hat, train=False)
-                if spec.alpha > 0 else None)
-      return cladec_loss(x_hat, x, logits, batch["label"], spec.alpha, spec.rec_reduction,
-                         batch["mask"])
-
-    grads, parts = jax.grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads)
-    return state, {"loss": parts["total_sum"], "rec": parts["rec_sum"], "ce": parts["ce_sum"],
-                   "count": batch["mask"].sum().astype(jnp.float32)}
-
-  return _vmap_seeds(step_one, data)(state, batch, key)
+  if spec.alpha is None:
+    raise ValueError("cladec_train_step needs a static alpha; an alpha grid (alpha None, "
+                     "traced) trains with cladec_grid.cladec_grid_step")
+  step_one = cladec_step_one(spec, classifier_variables, spec.alpha)
+  return vmap_seeds(step_one, data)(state, batch, key)
 
 
 def make_cladec_step(decoder: nn.Module, classifier: nn.Module | None,
@@ -540,7 +569,7 @@ def refae_train_step(state: training.TrainState, batch: Batch, key: jax.Array,
     return state, {"loss": parts["rec_sum"], "rec": parts["rec_sum"],
                    "count": batch["mask"].sum().astype(jnp.float32)}
 
-  return _vmap_seeds(step_one, data)(state, batch, key)
+  return vmap_seeds(step_one, data)(state, batch, key)
 
 
 def make_refae_step(refae: RefAE, rec_reduction: str = "sum") -> Callable:

@@ -70,6 +70,7 @@ from jaxconcepts.models import classifiers as models
 from jaxconcepts.models import decoders
 from jaxconcepts.models import split as split_lib
 from jaxconcepts.programs import classifier as classifier_lib
+from jaxconcepts.programs import cladec_grid
 from jaxconcepts.programs import cladec_plan
 from jaxconcepts.programs.cladec_plan import (  # pylint: disable=unused-import (the entry points)
     STAGES_FILE, Plan, check_classifier_workdir, cladec_stage, classifier_config, eval_stage,
@@ -179,9 +180,7 @@ def _train_cladec(plan: Plan, variables: Any, layer: str, alpha: float, *, neuro
   if cladec_plan.is_done(plan, name, epochs, c.batch_size):
     return name
   t0 = time.time()
-  codes = cladec.layer_codes(split_lib.Split(plan.model, layer), variables, ds.train_images,
-                             c.eval_batch_size, neurons)
-  code_shape = codes.shape[1:]
+  code_shape, data = cladec_plan.decoder_data(plan, variables, layer, neurons)
   decoder = plan.decoders[code_shape]
   tx, lr_fn = plan.decoder_opt
   state = cladec.init_decoder_seeds(decoder, code_shape, tx, plan.seeds)
@@ -189,7 +188,6 @@ def _train_cladec(plan: Plan, variables: Any, layer: str, alpha: float, *, neuro
                                  c.rec_reduction)
   logging.info("cladec: %s (code %s, %d seeds, %d epochs)", name, code_shape, len(plan.seeds),
                epochs)
-  data = (cladec.pack(ds.train_images, codes), ds.train_labels)  # each seed its own order
   training.fit(name=name, workdir=plan.workdir, state=state, train_step=step,
                step_args=(variables, data), images=cladec.seed_orders(ds.num_train, plan.seeds),
                labels=ds.train_labels, cfg=cladec_plan.loop_config(plan, epochs), lr_fn=lr_fn)
@@ -337,11 +335,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                plan.dataset.num_test, list(plan.layers), list(plan.seeds), c.alpha,
                c.rec_reduction, c.decoder.variant)
   clf = _classifier_stage(plan)
-  stages = []
+  # The alpha grid first: it holds the layer table's stage at alpha_layer when c.alpha is
+  # one of plan.alphas, so that stage is done below instead of trained on its own.
+  stages = cladec_grid.train_alpha_grid(plan, clf.variables) if plan.alphas else []
   for layer in plan.layers:  # decoders first: the rec-loss columns need nothing else
     stages.append(_train_cladec(plan, clf.variables, layer, c.alpha))
     stages.append(_train_refae(plan, layer))
-  stages += [_train_cladec(plan, clf.variables, plan.alpha_layer, a) for a in plan.alphas]
   _train_eval_classifiers(plan, clf)
   stages += [_train_cladec(plan, clf.variables, plan.subset_layer, c.alpha, neurons=(s, e))
              for _, s, e in plan.subsets]

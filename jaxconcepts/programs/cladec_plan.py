@@ -21,6 +21,7 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxconcepts import utils
 from jaxconcepts import data as data_lib
@@ -223,6 +224,15 @@ def cladec_stage(layer: str, alpha: float, seed_tag: str, subset: tuple[int, int
   return f"cladec_{layer}{_suffix(alpha, subset, clf_epochs)}_{seed_tag}"
 
 
+def grid_stage(layer: str, alphas: tuple[float, ...], seed_tag: str) -> str:
+  """The checkpoint name of an alpha grid (all alphas and seeds of a layer in one state).
+
+  Its per-alpha results are saved under `cladec_stage` names too, which is
+  what evaluation reads and what decides that the grid is done.
+  """
+  return f"cladec_{layer}_grid_a{'-'.join(f'{float(a):g}' for a in alphas)}_{seed_tag}"
+
+
 def refae_stage(layer: str, seed_tag: str) -> str:
   """The checkpoint name of a RefAE stage (all seeds in one state)."""
   return f"refae_{layer}_{seed_tag}"
@@ -250,6 +260,21 @@ def loop_config(plan: Plan, num_epochs: int) -> training.LoopConfig:
   c = plan.config
   return training.loop_config(c, num_epochs=int(num_epochs), batch_size=int(c.batch_size),
                               seed=int(plan.seeds[0]), eval_every_epochs=max(int(num_epochs), 1))
+
+
+def decoder_data(plan: Plan, variables: Any, layer: str,
+                 neurons: tuple[int, int] | None = None
+                 ) -> tuple[tuple[int, ...], tuple[np.ndarray, np.ndarray]]:
+  """What a ClaDec decoder stage trains on: (code shape, (packed rows, labels)).
+
+  The classifier (`variables`) encodes the training set once at `layer`
+  (channels [start, stop) only, given `neurons`); each row packs an image and
+  its code (`cladec.pack`), so a step gathers both by row index.
+  """
+  c, ds = plan.config, plan.dataset
+  codes = cladec.layer_codes(split_lib.Split(plan.model, layer), variables, ds.train_images,
+                             c.eval_batch_size, neurons)
+  return codes.shape[1:], (cladec.pack(ds.train_images, codes), ds.train_labels)
 
 
 def classifier_config(plan: Plan, num_epochs: int, seed: int,

@@ -217,3 +217,60 @@ def test_table6_classifiers_are_own_runs_unless_snapshots_are_asked_for(tmp_path
   assert {cladec_pipeline._sweep_run(plan, e)[0] for e in (0, 2, 4)} == {"clf_sweep"}  # pylint: disable=protected-access
   with pytest.raises(ValueError, match="classifier_epochs_runs"):
     cladec_pipeline.prepare(_quick_config(classifier_epochs_runs="some"), str(tmp_path))
+
+
+# ---------------------------------------------------------------------------
+# The alpha trade-off: one grid, saved as the per-alpha stages
+# ---------------------------------------------------------------------------
+
+def _grid_plan(workdir, alphas=(0.5, 0.0)):
+  c = _quick_config(**{"layers": (-1,), "alpha_layer": -1, "alphas": alphas,
+                       "subsets.nested": (), "subsets.disjoint_count": 0,
+                       "classifier_epochs": (), "occlusion.layers": ()})
+  c.data.max_train, c.data.max_test, c.batch_size, c.eval_batch_size = 64, 32, 32, 32
+  c.decoder_epochs = 1
+  return cladec_pipeline.prepare(c, str(workdir))
+
+
+def _restored_params(plan, alpha):
+  from jaxconcepts.methods import cladec  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.train import checkpoints  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  shape = plan.layer_shapes[plan.alpha_layer]
+  abstract = jax.eval_shape(lambda: cladec.init_decoder_seeds(
+      plan.decoders[shape], shape, plan.decoder_opt[0], plan.seeds))
+  name = cladec_pipeline.cladec_stage(plan.alpha_layer, alpha, plan.seed_tag)
+  state, step = checkpoints.restore_latest(checkpoints.stage_dir(plan.workdir, name), abstract)
+  return state.params, step
+
+
+@pytest.mark.slow
+def test_alpha_tradeoff_trains_in_one_run_and_saves_each_alpha_as_its_own_stage(
+    tmp_path, monkeypatch):
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.models import classifiers as models  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.programs import cladec_grid  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.train import trainer as training  # pylint: disable=g-import-not-at-top
+  plan = _grid_plan(tmp_path / "grid")
+  variables = models.init_variables(plan.model, jax.random.PRNGKey(1), plan.image_shape)
+  fits = []
+  fit = training.fit
+  monkeypatch.setattr(training, "fit", lambda **kw: fits.append(kw["name"]) or fit(**kw))
+  names = cladec_grid.train_alpha_grid(plan, variables)
+  assert fits == ["cladec_logits_grid_a0.5-0_s0-1"]  # every alpha and seed: one fit run
+  assert names == ["cladec_logits_a0.5_s0-1", "cladec_logits_a0_s0-1"]
+  assert cladec_grid.train_alpha_grid(plan, variables) == names and len(fits) == 1  # done
+  # Each alpha's decoders equal the ones its own stage trains (a workdir from before the
+  # grid: alpha 0.5 done there, so the grid saves alpha 0 only and keeps the other as it is).
+  alone = _grid_plan(tmp_path / "alone")
+  cladec_pipeline._train_cladec(alone, variables, "logits", 0.5)  # pylint: disable=protected-access
+  before = _restored_params(alone, 0.5)
+  cladec_grid.train_alpha_grid(alone, variables)
+  assert len(fits) == 3
+  for alpha in (0.5, 0.0):
+    (grid, step), (own, own_step) = _restored_params(plan, alpha), _restored_params(alone, alpha)
+    assert step == own_step == 2
+    for a, b in zip(jax.tree.leaves(grid), jax.tree.leaves(own)):
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+  for a, b in zip(jax.tree.leaves(before[0]), jax.tree.leaves(_restored_params(alone, 0.5)[0])):
+    np.testing.assert_array_equal(a, b)
