@@ -10,6 +10,7 @@ a program that is run again skips finished stages and resumes the others.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from typing import Any
 
@@ -66,6 +67,35 @@ def is_done(directory: str, total_steps: int) -> bool:
   """Whether the newest checkpoint under `directory` is at step `total_steps` or later."""
   step = latest_step(directory)
   return step is not None and step >= total_steps
+
+
+def prune_finished(directory: str, total_steps: int) -> list[int]:
+  """Deletes every checkpoint of a finished stage but its final one (issue 16: disk use).
+
+  While a stage trains, orbax keeps its newest `keep_checkpoints` steps, so an
+  interrupted run can resume. Once the newest complete step reaches
+  `total_steps`, nothing resumes from the older ones, and every later read
+  (`restore_latest`, `is_done`) uses the newest only. An unfinished stage is
+  left as it is; so are folders orbax did not finish (not checkpoints) and
+  steps set aside as damaged (`<stage>.damaged`, for the user to inspect).
+
+  Args:
+    directory: a stage directory (see `stage_dir`).
+    total_steps: the stage's number of steps (>= 1).
+
+  Returns:
+    The steps deleted, newest first ([] for an unfinished or missing stage).
+  """
+  total_steps = utils.check_int(total_steps, "total_steps")
+  steps = complete_steps(directory)
+  if not steps or steps[0] < total_steps:
+    return []
+  for step in steps[1:]:  # tolerant: in a multi-process run every process may prune
+    shutil.rmtree(os.path.join(directory, str(step)), ignore_errors=True)
+  if steps[1:]:
+    logging.info("checkpoints: %s finished at step %d; deleted older steps %s", directory,
+                 steps[0], steps[1:])
+  return steps[1:]
 
 
 def manager(directory: str, keep: int) -> ocp.CheckpointManager:

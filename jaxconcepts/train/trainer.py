@@ -496,6 +496,7 @@ def fit(*, name: str, workdir: str, state: Any, train_step: Callable[..., tuple[
     while step < run.total_steps:
       state, step = _train_epoch(run, state, step, mngr, progress, history)
     mngr.wait_until_finished()
+  checkpoints.prune_finished(ckpt_dir, run.total_steps)
   writer.flush()
   return FitResult(state, history, resumed_from)
 
