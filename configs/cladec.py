@@ -58,7 +58,7 @@ def get_config(arg=None):
   # The paper's Table 4 (VGG); its Table 5 (ResNet) adds 0.99.
   c.alphas = ((1.0, 0.999, 0.99, 0.9, 0.0) if a.arch.startswith("resnet")
               else (1.0, 0.999, 0.9, 0.0))
-  c.alpha_layer = -2
+  c.alpha_layer = config_utils.layer_field(-2)  # a name or an alias
   # "sum": squared error summed over pixels per image (the paper); "mean": averaged
   # over pixels (the authors' code).
   c.rec_reduction = a.rec
@@ -93,14 +93,14 @@ def get_config(arg=None):
   # "own": each its own run with its own lr schedule over its epochs; "snapshots": one
   # run over the largest number, snapshotted (cheaper; mid-schedule classifiers).
   c.classifier_epochs = (0, 1, 4, 16, 64)
-  c.classifier_epochs_layer = -2
+  c.classifier_epochs_layer = config_utils.layer_field(-2)
   c.classifier_epochs_runs = "own"
 
   # Figs. 13/14: decoders from runs of channels of `layer`: nested sizes (neurons
   # 0..n-1) and `disjoint_count` disjoint runs (0: none) of `disjoint_size` channels, by
   # default (None) `disjoint_fraction` of the layer's, the paper's 2% (10 of 512).
   c.subsets = ml_collections.ConfigDict()
-  c.subsets.layer = -2
+  c.subsets.layer = config_utils.layer_field(-2)
   c.subsets.nested = (256, 64, 16, 4)
   c.subsets.disjoint_size = ml_collections.config_dict.placeholder(int)
   c.subsets.disjoint_fraction = 0.02

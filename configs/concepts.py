@@ -62,9 +62,9 @@ def get_config(arg=None):
 
   # Layer: a spatial tap. VGG at 32x32: conv2a (8x8 -> 8x8 crops), conv2 / conv3a
   # (4x4 -> 16x16 crops). ResNet-10 at 32x32: layer3.0 (8x8).
-  c.layer = a.layer
-  c.classes = (None if not a.classes
-               else tuple(int(x) for x in a.classes.split(":")))  # None = all classes
+  c.layer = config_utils.layer_field(a.layer)  # a tap name or an alias (e.g. -2)
+  # None = all classes; --config.classes=(3,12) or "3:12"
+  c.classes = config_utils.class_list_field(config_utils.class_list(a.classes or None))
   c.n_images_per_class = 60
   c.n_concepts = 6
   c.n_crops = 8  # m crops per concept in the figures (the test uses the top 1)

@@ -4,8 +4,9 @@ Every table is written twice under the same stem: `<stem>.json` (machine
 readable: {"title", "notes", "columns", "rows"}) and `<stem>.md` (a Markdown
 table with the title and the notes above it, e.g. which rec reduction, how many
 epochs and seeds produced it). Writes go through a temporary file and a rename
-(`utils.write_text_atomic`), so an interrupted run never leaves half a result
-behind.
+(`utils.write_text_atomic`, PNGs too), so an interrupted run never leaves half a
+result behind, and a full disk is one line (`utils.DiskFullError`) that names
+the file, with the previous file, if any, intact.
 
 Images go to PNG through one writer, :func:`save_image_grid`, in two styles:
 one axes per cell (``"axes"``: each cell keeps its own aspect and the labels
@@ -27,6 +28,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from jaxconcepts.utils import check_choice
+from jaxconcepts.utils import write_file_atomic
 from jaxconcepts.utils import write_text_atomic
 
 GRID_STYLES = ("axes", "mosaic")
@@ -331,11 +333,10 @@ def save_image_grid(path: str, images: Any, *, row_labels: Sequence[str] | None 
     fig = _draw_mosaic(plt, rows, row_labels, col_labels, title,
                        0.9 if cell_inches is None else cell_inches, cmap, gap, gap_value)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  try:
+    write_file_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), ".png")
+  finally:
+    plt.close(fig)
   return path
 
 

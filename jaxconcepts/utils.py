@@ -8,8 +8,10 @@ of the package.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from typing import Any, Callable, Iterable, Sequence
 
 import jax
@@ -133,16 +135,111 @@ def map_batches(fn: Callable[..., Any], *arrays: np.ndarray, args: Sequence[Any]
 
 
 # ---------------------------------------------------------------------------
-# Atomic writes.
+# Atomic writes, and a full disk as one line.
+
+
+class DiskFullError(OSError):
+  """No space left on the device (ENOSPC), as one line naming the path and what to do.
+
+  Raised instead of the raw error of whatever hit the full disk (Python's
+  `OSError`, orbax's `ValueError` carrying TensorStore's "os_error_code=28"), after
+  the partial file was removed, so the next run finds nothing half-written.
+  """
+
+  def __init__(self, message: str):
+    super().__init__(message)
+    self.errno = errno.ENOSPC
+
+
+def free_bytes(path: str) -> int:
+  """Free bytes on the filesystem of `path` (or of its nearest existing parent)."""
+  probe = os.path.abspath(path)
+  while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+    probe = os.path.dirname(probe)
+  return shutil.disk_usage(probe).free
+
+
+def _mb(n: int) -> str:
+  return f"{n / 2**20:.1f} MB"
+
+
+def disk_full_error(path: str, needed: int | None = None) -> DiskFullError:
+  """The one-line error for a write of `path` that found the disk full.
+
+  Args:
+    path: the file or folder that could not be written.
+    needed: bytes the write needed, if known (named in the message).
+  """
+  need = f"needs about {_mb(needed)}, " if needed else ""
+  return DiskFullError(
+      f"disk full: cannot write {path} ({need}{_mb(free_bytes(path))} free on its "
+      "filesystem, No space left on device); nothing half-written was kept: free some space "
+      "and run the same command again (training resumes from its last complete checkpoint)")
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+  """Whether `exc` (or an exception it was raised from) is ENOSPC, however it was wrapped.
+
+  orbax and TensorStore report a full disk as a `ValueError` whose text carries
+  "No space left on device" / "os_error_code='28'", not as an `OSError`.
+  """
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+      return True
+    text = str(exc)
+    if "No space left on device" in text or "os_error_code='28'" in text:
+      return True
+    exc = exc.__cause__ or exc.__context__
+  return False
+
+
+def remove_quietly(path: str) -> None:
+  """Removes a file or folder if it exists (cleanup after a failed write)."""
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path, ignore_errors=True)
+  elif os.path.lexists(path):
+    try:
+      os.remove(path)
+    except OSError:
+      pass
+
+
+def write_file_atomic(path: str, write: Callable[[str], None], suffix: str = "") -> None:
+  """`write(tmp)` to a temporary file next to `path`, then a rename: never half a file.
+
+  On any failure the temporary file is removed, and `path` keeps its previous
+  content (or stays absent); a full disk becomes a `DiskFullError` naming `path`.
+
+  Args:
+    path: the file to (re)write.
+    write: writes the whole content to the path it is given.
+    suffix: the temporary file's extension (e.g. ".png", for writers that infer the format).
+
+  Raises:
+    DiskFullError: one line, if the disk filled up.
+  """
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp-{os.getpid()}{suffix}"
+  try:
+    write(tmp)
+    os.replace(tmp, path)
+  except BaseException as e:
+    remove_quietly(tmp)
+    if is_disk_full(e):
+      raise disk_full_error(path) from None
+    raise
 
 
 def write_text_atomic(path: str, text: str) -> None:
-  """Writes `text` via a temporary file and a rename: readers never see half a file."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  """Writes `text` via a temporary file and a rename (see `write_file_atomic`)."""
+
+  def write(tmp: str) -> None:
+    with open(tmp, "w") as f:
+      f.write(text)
+
+  write_file_atomic(path, write)
 
 
 def write_json_atomic(path: str, obj: Any) -> None:

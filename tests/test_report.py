@@ -1,6 +1,8 @@
 """report.py: tables as JSON + Markdown, the one image-grid writer (both styles), and
-`write_outputs` for evaluator outputs.
+`write_outputs` for evaluator outputs; a full disk.
 """
+import contextlib
+import errno
 import json
 import os
 
@@ -9,6 +11,8 @@ import numpy as np
 import pytest
 
 from jaxconcepts import report
+from jaxconcepts import utils
+from tests import filesystems
 
 
 def _grey(v, hw=(4, 6)):
@@ -97,3 +101,38 @@ def test_write_outputs_writes_tables_and_figures_in_order_with_extra_first(tmp_p
     doc = json.load(f)
   assert list(doc)[-2:] == ["config", "layer"] and doc["tables"]["rows"]["rows"] == [{"a": 1}]
   assert os.path.isdir(os.path.join(tmp_path, "figures"))
+
+
+def _fill(folder):
+  """Writes a filler file until the filesystem of `folder` answers ENOSPC."""
+  fd = os.open(os.path.join(folder, "filler"), os.O_CREAT | os.O_WRONLY)
+  try:
+    for chunk in (1 << 16, 1 << 12, 1):
+      try:
+        while os.write(fd, b"\0" * chunk):
+          pass
+      except OSError as e:
+        assert e.errno == errno.ENOSPC
+  finally:
+    os.close(fd)
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_previous_results_stay_whole(tmp_path):
+  disk = str(tmp_path / "disk")
+  with filesystems.small_tmpfs(disk, 1 << 20) as mounted, contextlib.ExitStack() as stack:
+    print("MODE", "tmpfs" if mounted else "simulated")
+    stem = os.path.join(disk, "results", "t")
+    report.write_table(stem, [{"a": 1}], title="before")
+    if mounted:
+      _fill(disk)
+    else:
+      stack.enter_context(filesystems.simulated_full_disk(disk))
+    with pytest.raises(utils.DiskFullError, match=f"^disk full: cannot write {stem}.json "):
+      report.write_table(stem, [{"a": i} for i in range(20000)], title="after")
+    png = os.path.join(disk, "figures", "g.png")
+    with pytest.raises(utils.DiskFullError, match=f"^disk full: cannot write {png} "):
+      report.save_image_grid(png, [[np.random.default_rng(0).uniform(size=(64, 64))] * 8] * 8)
+    with open(stem + ".json") as f:
+      assert json.load(f)["title"] == "before"  # the previous result, whole
+    left = os.listdir(os.path.dirname(stem)) + os.listdir(os.path.dirname(png))
+    assert not [p for p in left if ".tmp-" in p] and not os.path.exists(png)

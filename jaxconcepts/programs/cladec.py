@@ -63,6 +63,7 @@ from jaxconcepts import report
 from jaxconcepts import utils
 from jaxconcepts.evaluators import cladec as tables
 from jaxconcepts.evaluators import cladec_figures as figures
+from jaxconcepts.evaluators import cladec_parts
 from jaxconcepts.evaluators import health
 from jaxconcepts.methods import cladec
 from jaxconcepts.methods import occlusion as occ
@@ -519,7 +520,8 @@ def compute_results(plan: Plan, clf: Classifier,
 
 _OUTPUT_KEYS = {"cladec_layers": "layers", "cladec_alpha": "alpha",
                 "cladec_training_epochs": "training_epochs", "cladec_subsets": "subsets",
-                "occlusion": "occlusion", "summary": "summary"}
+                "occlusion": "occlusion", "summary": "summary",
+                "cladec_planted_parts": "planted_parts"}
 
 
 def _run_info(plan: Plan, clf: Classifier) -> tables.RunInfo:
@@ -542,6 +544,7 @@ def _write_tables(plan: Plan, results: tables.Results,
   ds = plan.dataset
   rows, files = {}, []
   written = tables.tables(results, ds.test_images, ds.test_labels, info)
+  written += cladec_parts.planted_tables(results, ds.test_images, ds.test_labels, ds.parts, info)
   summary = tables.summary("ClaDec", written)
   for table in written + [summary]:
     rows[_OUTPUT_KEYS[table.name]] = table.rows

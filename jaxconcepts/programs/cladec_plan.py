@@ -245,9 +245,10 @@ def eval_stage(kind: str, layer: str, seed: int, alpha: float | None = None,
 
 
 def is_done(plan: Plan, name: str, epochs: int, batch_size: int) -> bool:
-  """Whether stage `name` has trained `epochs` epochs of the training set at `batch_size`."""
+  """Whether stage `name` has trained `epochs` epochs of the training set at `batch_size`
+  and its final checkpoint reads back (a damaged one does not count: the stage trains)."""
   total = epochs * data_lib.num_batches(plan.dataset.num_train, batch_size)
-  return checkpoints.is_done(checkpoints.stage_dir(plan.workdir, name), total)
+  return checkpoints.is_done(checkpoints.stage_dir(plan.workdir, name), total, verify=True)
 
 
 def record_stage(plan: Plan, name: str, seconds: float, **info: Any) -> None:

@@ -20,6 +20,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from jaxconcepts.programs import config_utils
 from jaxconcepts.train import workdir as workdir_lib
 
 # TensorFlow (imported later, only for TFDS and TensorBoard event files) prints C++ notices on
@@ -41,20 +42,30 @@ def _check_task(task: str, valid: tuple[str, ...], program: str) -> None:
     raise ValueError(f"unknown task {task!r} for {program}; valid tasks: {list(valid)}")
 
 
-def _validate(config) -> None:
-  """The program's own config checks (before any folder is created)."""
+def _validate(config, workdir: str) -> None:
+  """The program's own config checks, before any folder is created or anything restored.
+
+  Layer fields (names or aliases) are checked against the architecture here;
+  the concepts program checks them against the classifier's saved config.
+  """
   if config.task == "classifier":
     from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
     classifier.validate_config(config)
   elif config.task == "cladec":
     from jaxconcepts.programs import cladec_plan  # pylint: disable=g-import-not-at-top
     cladec_plan.validate_config(config)
+    config_utils.normalize_layers(config, config.arch)
+  elif config.task == "concepts":
+    from jaxconcepts.programs import concepts  # pylint: disable=g-import-not-at-top
+    concepts.validate_config(config, workdir)
+
+
 
 
 def train_and_evaluate(config, workdir: str):
   """Runs the training task named by `config.task` in `workdir`, which it claims first."""
   _check_task(config.task, TRAIN_TASKS, "train")
-  _validate(config)
+  _validate(config, workdir)
   lock = workdir_lib.claim(workdir, config, "train")
   try:
     if config.task == "classifier":
@@ -69,7 +80,7 @@ def train_and_evaluate(config, workdir: str):
 def evaluate(config, workdir: str):
   """Runs the evaluation task named by `config.task`; results under workdir/results."""
   _check_task(config.task, EVALUATE_TASKS, "evaluate")
-  _validate(config)
+  _validate(config, workdir)
   if config.task in TRAIN_TASKS and not os.path.isdir(workdir):
     raise ValueError(f"workdir {workdir!r} does not exist: nothing was trained there; run "
                      f"train.py with the same --config and --workdir first")
@@ -202,13 +213,14 @@ def _log_setup() -> None:
 
 
 def _one_line_errors(fn, *args) -> None:
-  """Runs `fn`; a ValueError / FileNotFoundError (bad input) ends the program with one line.
+  """Runs `fn`; bad input (ValueError) or a file system that refuses (OSError: a missing
+  file, a full disk, a read-only folder) ends the program with one line.
 
   Set JAXCONCEPTS_TRACEBACK=1 to see the traceback instead.
   """
   try:
     fn(*args)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, OSError) as e:
     if os.environ.get("JAXCONCEPTS_TRACEBACK"):
       raise
     _fail(" ".join(str(e).split()))

@@ -5,7 +5,8 @@ the split ``config.split`` of `dataset` (default: test) a list of one-way
 stages: compute (`methods`) -> results -> rows (`evaluators.concepts`) ->
 files (`report`):
 
-1. :func:`setup`: every configuration check, before anything long;
+1. :func:`setup`: every configuration check, before anything long (`evaluate` runs
+   them before restoring the classifier: :func:`validate_config`);
 2. :func:`predict`: the model's argmax per image (labels are ignored);
 3. :func:`class_concepts`: per class, DeepLift + SmoothGrad on the images
    predicted as the class; score-scaled pixel vectors (batched NMF per
@@ -42,6 +43,7 @@ import ml_collections
 import numpy as np
 
 from jaxconcepts import report
+from jaxconcepts import utils
 from jaxconcepts import data as data_lib
 from jaxconcepts.evaluators import concepts as ev
 from jaxconcepts.methods import concepts as cl
@@ -49,7 +51,9 @@ from jaxconcepts.methods import contrast as ct
 from jaxconcepts.methods import crops as crops_lib
 from jaxconcepts.models import split as split_lib
 from jaxconcepts.programs import classifier
+from jaxconcepts.programs import config_utils
 from jaxconcepts.utils import check_choice
+from jaxconcepts.utils import check_int
 
 # The errors that mark one class as failed (the attribution's input checks);
 # anything else is a bug and stops the run.
@@ -94,20 +98,6 @@ class Run:
     return int(self.config.n_concepts)
 
 
-def _class_list(config: ml_collections.ConfigDict, num_classes: int) -> tuple[int, ...]:
-  if config.classes is None:
-    return tuple(range(num_classes))
-  classes = [int(c) for c in config.classes]
-  bad = [c for c in classes if not 0 <= c < num_classes]
-  if bad:
-    raise ValueError(f"classes {bad} are out of range [0, {num_classes})")
-  if len(set(classes)) != len(classes):
-    raise ValueError(f"classes has duplicates: {classes}")
-  if not classes:
-    raise ValueError("classes is empty; use None for all classes")
-  return tuple(classes)
-
-
 def _pair_list(config: ml_collections.ConfigDict,
                num_classes: int) -> tuple[tuple[int, int], ...]:
   out = []
@@ -125,7 +115,6 @@ def _pair_list(config: ml_collections.ConfigDict,
 def _split_images(config: ml_collections.ConfigDict, dataset: data_lib.Dataset
                   ) -> tuple[np.ndarray, ev.PartTruth | None]:
   """The split's images (N, H, W, C) float32 and its planted parts, if any."""
-  check_choice("split", config.split, ("test", "train"))
   images = dataset.test_images if config.split == "test" else dataset.train_images
   cut = slice(None if config.max_images is None else int(config.max_images))
   if images[cut].shape[0] == 0:
@@ -140,8 +129,6 @@ def _data_settings(config: ml_collections.ConfigDict, dataset: data_lib.Dataset
                    ) -> tuple[float, float | None, tuple[float, ...]]:
   """(SmoothGrad std in [0, 1] pixels, the data std it was scaled by, the blank colour):
   the paper's std 0.25 and "zeros" are normalised units = 0.25 x data std, mean colour."""
-  check_choice("noise_std_units", config.noise_std_units, ("data_std", "pixels"))
-  check_choice("bias_blank", config.bias_blank, ("mean", "black"))
   train = np.asarray(dataset.train_images, np.float32)
   data_std = float(train.std()) if config.noise_std_units == "data_std" else None
   noise = float(config.noise_std) * (data_std if data_std is not None else 1.0)
@@ -149,22 +136,61 @@ def _data_settings(config: ml_collections.ConfigDict, dataset: data_lib.Dataset
   return noise, data_std, tuple(float(v) for v in blank)
 
 
-def _check_values(config: ml_collections.ConfigDict, channels: int, layer: str) -> None:
-  """Range checks of the config's numbers and choices."""
-  k = int(config.n_concepts)
-  if not 1 <= k <= channels:
-    raise ValueError(f"n_concepts={k} must lie in [1, {channels}] (the channels of {layer})")
-  if int(config.n_crops) < 1:
-    raise ValueError(f"n_crops must be >= 1, got {int(config.n_crops)}")
-  if int(config.n_images_per_class) < 1:
-    raise ValueError(f"n_images_per_class must be >= 1, got {int(config.n_images_per_class)}")
+def _check_values(config: ml_collections.ConfigDict) -> None:
+  """Range checks of the config's numbers and choices (no model or data needed)."""
+  for key in ("n_concepts", "n_crops", "n_images_per_class", "pool_size", "nmf_max_iter",
+              "epochs", "attribution_batch_size", "eval_batch_size", "crop_batch_size",
+              "shift_batch_size", "shift_directions_per_call", "class_chunk"):
+    check_int(config[key], key)
+  check_int(config.n_samples, "n_samples", 0)
+  check_int(config.seed, "seed", 0)
+  if config.max_images is not None:
+    check_int(config.max_images, "max_images")
   check_choice("score_order", config.score_order, cl.SCORE_ORDERS)
+  check_choice("split", config.split, ("test", "train"))
+  check_choice("noise_std_units", config.noise_std_units, ("data_std", "pixels"))
+  check_choice("bias_blank", config.bias_blank, ("mean", "black"))
   if not config.shift_offsets:
     raise ValueError("shift_offsets is empty")
   threshold = float(config.contrast_threshold)
   if not 0.0 <= threshold <= 1.0:
     raise ValueError(f"contrast_threshold must lie in [0, 1], got {threshold}")
   check_choice("stitch layout", config.stitch_layout, crops_lib.STITCH_LAYOUTS)
+
+
+def _check_model(config: ml_collections.ConfigDict, model: nn.Module,
+                 image_shape: tuple[int, ...], num_classes: int, variables: Any = None):
+  """(split, classes, pairs, layer shape, crop geometry): the config checked against the
+  model (shapes only, no FLOPs; `variables` None: no weights needed)."""
+  s = split_lib.split(model, config.layer)
+  classes = config_utils.class_list(config.classes, num_classes=num_classes)
+  pairs = _pair_list(config, num_classes)
+  layer_shape = s.shape(image_shape, variables)
+  geometry = crops_lib.crop_geometry(image_shape, layer_shape, int(config.pool_size), s.layer)
+  k = int(config.n_concepts)
+  if k > layer_shape[-1]:
+    raise ValueError(f"n_concepts={k} must lie in [1, {layer_shape[-1]}] (the channels of "
+                     f"{s.layer})")
+  return s, classes, pairs, layer_shape, geometry
+
+
+def validate_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Every check before any restore or computation, against the classifier's config.json
+  (its architecture, classes and image shape; a model without weights).
+
+  Raises:
+    ValueError / FileNotFoundError: one line naming the bad value or missing file.
+  """
+  config_utils.normalize_layers(config)
+  config.classes = config_utils.class_list(config.classes)
+  _check_values(config)
+  if str(config.checkpoint) != "latest":
+    raise ValueError(f"checkpoint {str(config.checkpoint)!r} is not supported; only 'latest' is")
+  clf_dir = config.classifier_workdir or workdir
+  classifier.check_trained_workdir(clf_dir)
+  info = utils.read_json(os.path.join(clf_dir, classifier.CONFIG_FILE))["classifier"]
+  model = classifier.build_model(info["arch"], info["num_classes"], info["image_shape"])
+  _check_model(config, model, tuple(info["image_shape"]), int(info["num_classes"]))
 
 
 def _class_names(dataset: data_lib.Dataset) -> tuple[str, ...]:
@@ -181,14 +207,10 @@ def setup(config: ml_collections.ConfigDict, model: nn.Module, variables: Any,
     ValueError: an unknown layer, a layer without spatial extent, k larger
       than the channels, bad classes / pairs / offsets / choices.
   """
-  s = split_lib.split(model, config.layer)
+  _check_values(config)
   images, truth = _split_images(config, dataset)
-  num_classes = int(dataset.num_classes)
-  classes, pairs = _class_list(config, num_classes), _pair_list(config, num_classes)
-  layer_shape = s.shape(images.shape[1:], variables)
-  geometry = crops_lib.crop_geometry(images.shape[1:], layer_shape, int(config.pool_size),
-                                     s.layer)
-  _check_values(config, layer_shape[-1], s.layer)
+  s, classes, pairs, layer_shape, geometry = _check_model(
+      config, model, images.shape[1:], int(dataset.num_classes), variables)
   layout = crops_lib.choose_layout(config.stitch_layout, geometry, int(config.n_concepts),
                                    images.shape[-1], model, variables)
   info = ev.RunInfo(s.layer, tuple(layer_shape), images.shape[0], geometry, layout,
@@ -580,11 +602,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   Raises:
     FileNotFoundError: no trained classifier there (with the command to train one).
-    ValueError: a checkpoint other than "latest" (not supported yet).
+    ValueError: a bad config value (see `validate_config`), before the restore.
   """
-  if str(config.checkpoint) != "latest":
-    raise ValueError(f"checkpoint {str(config.checkpoint)!r} is not supported; only "
-                     "'latest' is")
+  validate_config(config, workdir)  # before the restore (evaluate.py has run it already)
   clf_dir = config.classifier_workdir or workdir
   model, variables, clf_config, info = classifier.restore_classifier(clf_dir)
   data_config = clf_config.data if config.use_classifier_data else config.data

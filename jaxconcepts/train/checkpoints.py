@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from absl import logging
+import jax
 import orbax.checkpoint as ocp
 
 from jaxconcepts import utils
@@ -63,10 +64,41 @@ def set_aside(directory: str, step: int, reason: str) -> str:
   return dest
 
 
-def is_done(directory: str, total_steps: int) -> bool:
-  """Whether the newest checkpoint under `directory` is at step `total_steps` or later."""
+def step_damage(directory: str, step: int) -> str | None:
+  """Why step `step` under `directory` does not read back, or None if it does.
+
+  Reads the whole step from its own metadata (no target structure needed), so
+  truncated data files, an emptied folder and a corrupt manifest all show.
+  """
+  path = os.path.join(os.path.abspath(directory), str(step), "default")
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      ckptr.restore(path)
+  except Exception as e:  # pylint: disable=broad-except  (orbax / tensorstore raise many types)
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+  return None
+
+
+def is_done(directory: str, total_steps: int, *, verify: bool = False) -> bool:
+  """Whether the newest checkpoint under `directory` is at step `total_steps` or later.
+
+  Args:
+    directory: a stage directory (see `stage_dir`).
+    total_steps: the stage's number of steps.
+    verify: also read the final checkpoint back (`step_damage`): a damaged one
+      does not count (the stage then trains, and `restore_latest` moves it aside).
+      Off by default: folder names alone are cheap enough for every stage.
+  """
   step = latest_step(directory)
-  return step is not None and step >= total_steps
+  if step is None or step < total_steps:
+    return False
+  if verify:
+    why = step_damage(directory, step)
+    if why is not None:
+      logging.warning("checkpoint %s/%d is final but does not read back (%s): the stage is "
+                      "not done", directory, step, why)
+      return False
+  return True
 
 
 def prune_finished(directory: str, total_steps: int) -> list[int]:
@@ -98,14 +130,94 @@ def prune_finished(directory: str, total_steps: int) -> list[int]:
   return steps[1:]
 
 
-def manager(directory: str, keep: int) -> ocp.CheckpointManager:
-  """An orbax manager that keeps the newest `keep` checkpoints and may save at any step."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=1, create=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+# ---------------------------------------------------------------------------
+# A full disk: checked before a save, and one line if it fills up during one.
+
+TMP_MARK = ".orbax-checkpoint-tmp"  # orbax writes a step here, then renames it
+SPACE_MARGIN = 1 << 20  # bytes beyond the arrays: orbax's metadata and manifests
+
+
+def remove_partial_saves(directory: str) -> list[str]:
+  """Removes the folders of saves orbax did not finish (`<step>.orbax-checkpoint-tmp*`).
+
+  They are never checkpoints (`complete_steps` skips them) but hold the space a
+  full disk needs back. Returns the removed paths.
+  """
+  if not os.path.isdir(directory):
+    return []
+  out = [os.path.join(directory, n) for n in sorted(os.listdir(directory)) if TMP_MARK in n]
+  for path in out:
+    utils.remove_quietly(path)
+  return out
+
+
+def _disk_full(directory: str, needed: int | None = None) -> utils.DiskFullError:
+  """The one-line error of a save that found the disk full, after removing its partial step."""
+  removed = remove_partial_saves(directory)
+  if removed:
+    logging.warning("checkpoints: removed the unfinished save(s) %s", removed)
+  last = latest_step(directory)
+  err = utils.disk_full_error(directory, needed)
+  return utils.DiskFullError(f"{err} [last complete checkpoint: "
+                             f"{'none' if last is None else f'step {last}'}]")
+
+
+def tree_bytes(tree: Any) -> int:
+  """Bytes of the arrays of a pytree (what a checkpoint of it writes, before metadata)."""
+  return sum(int(getattr(x, "nbytes", 0)) for x in jax.tree_util.tree_leaves(tree))
+
+
+def check_free_space(directory: str, tree: Any) -> None:
+  """Raises `utils.DiskFullError` before a save of `tree` that the disk cannot hold.
+
+  Failing here, before orbax starts, leaves no partial step and no background
+  thread's tracebacks: the run stops with one line and the next run resumes
+  from the last complete checkpoint.
+  """
+  needed = tree_bytes(tree) + SPACE_MARGIN
+  if utils.free_bytes(directory) < needed:
+    raise _disk_full(directory, needed)
+
+
+class _Manager(ocp.CheckpointManager):
+  """orbax's manager, except that a disk filling up during a save is one line.
+
+  orbax reports ENOSPC from its background threads as a `ValueError` at the next
+  `save`, `wait_until_finished` or `close` (every one goes through
+  `wait_until_finished`); it becomes a `utils.DiskFullError`, and the unfinished
+  step is removed, so the disk gets its space back and nothing half-written stays.
+  """
+
+  def wait_until_finished(self):
+    try:
+      super().wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except  (orbax wraps the OSError)
+      if not utils.is_disk_full(e):
+        raise
+      raise _disk_full(str(self.directory)) from None
+
+
+def manager(directory: str, keep: int | None) -> ocp.CheckpointManager:
+  """An orbax manager that keeps the newest `keep` checkpoints and may save at any step.
+
+  Unfinished saves of an earlier run (a crash, a full disk) are removed first.
+  """
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=1, create=True,
+                                         cleanup_tmp_directories=True)
+  return _Manager(os.path.abspath(directory), options=options)
 
 
 def save_step(mngr: ocp.CheckpointManager, step: int, tree: Any) -> None:
-  """Saves `tree` as step `step` with a manager from `manager` (asynchronously)."""
+  """Saves `tree` as step `step` with a manager from `manager` (asynchronously).
+
+  Waits for the previous save first (orbax would anyway), so that the free
+  space is measured with it on disk.
+
+  Raises:
+    utils.DiskFullError: one line, if the disk cannot hold the checkpoint.
+  """
+  mngr.wait_until_finished()
+  check_free_space(str(mngr.directory), tree)
   mngr.save(step, args=ocp.args.StandardSave(tree), force=True)
 
 
@@ -146,7 +258,7 @@ def restore_latest(directory: str, abstract_state: Any) -> tuple[Any, int] | Non
 
 def save(directory: str, step: int, tree: Any) -> None:
   """Saves the pytree `tree` as step `step` under `directory` and waits until it is written."""
-  with ocp.CheckpointManager(os.path.abspath(directory)) as mngr:
+  with manager(directory, None) as mngr:
     save_step(mngr, step, tree)
     mngr.wait_until_finished()
 

@@ -73,15 +73,34 @@ def differing_fields(recorded: dict[str, Any], config: dict[str, Any], *,
   return out
 
 
-def _check_folder(workdir: str) -> None:
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ValueError(f"workdir {workdir!r} is a file; give a folder (it is created if missing)")
-  parent = os.path.dirname(os.path.abspath(workdir))
-  probe = workdir if os.path.isdir(workdir) else parent
+def _nearest_existing(path: str) -> str:
+  probe = os.path.abspath(path)
   while not os.path.exists(probe):
     probe = os.path.dirname(probe)
-  if not os.access(probe, os.W_OK):
-    raise ValueError(f"workdir {workdir!r} cannot be written (no write permission on {probe!r})")
+  return probe
+
+
+def _check_folder(workdir: str) -> None:
+  """One line if `workdir` is a file, lies under a file, or cannot be written.
+
+  Writability is tried, not asked (`os.access` says yes to root even on a
+  read-only filesystem): a probe file is created and removed in the workdir, or
+  in its nearest existing parent.
+  """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f"workdir {workdir!r} is a file; give a folder (it is created if missing)")
+  probe = _nearest_existing(workdir)
+  if not os.path.isdir(probe):
+    raise ValueError(f"workdir {workdir!r} cannot be created: {probe!r} is a file, not a folder")
+  path = os.path.join(probe, f".write-probe-{os.getpid()}")
+  try:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    os.remove(path)
+  except OSError as e:
+    if utils.is_disk_full(e):
+      raise utils.disk_full_error(probe) from None
+    raise ValueError(f"workdir {workdir!r} cannot be written ({e.strerror} on {probe!r}); "
+                     "give a folder you can write to") from None
 
 
 def check_config(workdir: str, config: Any, program: str) -> None:

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
+from jaxconcepts.data import planted
 from jaxconcepts.evaluators import cladec as ev
+from jaxconcepts.evaluators import cladec_parts
 from jaxconcepts.evaluators import cladec_figures as figs
 
 
@@ -171,3 +173,66 @@ def test_a_nan_loss_is_reported_not_averaged_away():
   row = ev.layer_row(ev.LayerResult("a", (2,), ev.Recons((x, nan)), None), _ref(x))
   assert row["status"] == "nan" and row["checks"]["rec_cladec"] == "nan"
   assert row["rec_cladec"] == 0.0  # the mean over the finite seeds, with the row marked
+
+
+# ---------------------------------------------------------------------------
+# Reconstructions against the planted parts (evaluators/cladec_parts)
+# ---------------------------------------------------------------------------
+
+def _planted(n=12):
+  _, (x, y), parts = planted.generate(0, 6, n)
+  return x, y, parts.test, parts.class_parts
+
+
+def test_part_masks_split_each_image_into_its_unique_and_shared_part():
+  x, y, maps, class_parts = _planted()
+  m = cladec_parts.part_masks(maps, y, class_parts)
+  for i in range(len(y)):
+    assert set(np.unique(maps[i][m["unique"][i]])) == {y[i]}  # part id c is class c's own
+    assert set(np.unique(maps[i][m["shared"][i]])) == {6 if y[i] < 3 else 7}
+  assert not (m["unique"] & m["shared"]).any()
+  np.testing.assert_array_equal(m["unique"] | m["shared"], m["parts"])
+  np.testing.assert_array_equal(m["background"], maps < 0)
+  with pytest.raises(ValueError, match="part maps name part 9, but class_parts has 8"):
+    cladec_parts.part_masks(np.full((1, 2, 2), 9), np.zeros(1, int), class_parts)
+
+
+def test_part_scores_of_a_perfect_a_blank_and_a_half_reconstruction():
+  x, y, maps, class_parts = _planted()
+  score = lambda r: cladec_parts.part_scores(r, x, maps, y, class_parts)
+  perfect = score(x)
+  assert perfect["contrast_unique"] == pytest.approx(1.0)
+  assert perfect["contrast_shared"] == pytest.approx(1.0)
+  assert perfect["iou_parts"] == 1.0
+  assert perfect["err_unique"] == perfect["err_background"] == 0.0
+  blank = score(np.full(x.shape[1:], 0.9, np.float32))  # a constant page, no parts
+  assert blank["contrast_unique"] == blank["contrast_shared"] == 0.0
+  assert blank["iou_parts"] == 0.0
+  assert blank["err_unique"] > 0.4 and blank["err_background"] < 0.01  # dark parts missed
+  # the unique part kept, the shared part painted over with the background's level
+  m = cladec_parts.part_masks(maps, y, class_parts)
+  half = np.where(m["shared"][..., None], 0.925, x)
+  s = score(half)
+  assert s["contrast_unique"] == pytest.approx(1.0)
+  assert abs(s["contrast_shared"]) < 0.05
+  assert 0.2 < s["iou_parts"] < 0.8 and s["err_unique"] == 0.0 < s["err_shared"]
+
+
+def test_parts_table_scores_cladec_and_refae_per_layer_beside_the_training_mean():
+  x, y, maps, class_parts = _planted()
+  layers = (ev.LayerResult("-5 (conv3a)", (4, 4, 256), ev.Recons((x, x)),
+                           ev.Recons((np.full_like(x, 0.9),) * 2)),
+            ev.LayerResult("-1 (logits)", (6,), None, ev.Recons((x,))))
+  results = ev.Results(layers, {}, "", (), None, "", (), "", (), 0, y, x.mean(0), 6)
+  info = ev.RunInfo(_config(), "planted", 6, len(y), (32, 32, 1), (0, 1), None, 0, 5)
+  table = cladec_parts.parts_table(results, x, y, maps, class_parts, info)
+  assert [(r["layer"], r["decoder"]) for r in table.rows] == [
+      ("-", "training-mean image"), ("-5 (conv3a)", "ClaDec"), ("-5 (conv3a)", "RefAE"),
+      ("-1 (logits)", "RefAE")]
+  assert table.rows[1]["contrast_unique"] == pytest.approx(1.0)
+  assert table.rows[1]["per_seed"]["iou_parts"] == [1.0, 1.0]
+  assert table.rows[2]["contrast_unique"] == 0.0 and table.rows[2]["contrast_unique_std"] == 0.0
+  assert np.isnan(table.rows[3]["contrast_unique_std"])  # one seed: no sample std
+  assert 0.0 < table.rows[0]["contrast_unique"] < 0.5  # the mean image: parts blurred away
+  assert table.name == "cladec_planted_parts" and any("how to read" in n for n in table.notes)
+  assert cladec_parts.planted_tables(results, x, y, None, info) == []

@@ -1,5 +1,7 @@
-"""A workdir belongs to one configuration and one live process."""
+"""A workdir belongs to one configuration and one live process, and must be writable."""
 
+import contextlib
+import errno
 import json
 import os
 import subprocess
@@ -9,6 +11,7 @@ import ml_collections
 import pytest
 
 from jaxconcepts.train import workdir as workdir_lib
+from tests import filesystems
 
 
 def _config(**over):
@@ -79,3 +82,28 @@ def test_a_file_and_a_damaged_record_are_one_line_errors(tmp_path):
   (wd / "run.json").write_text('{"config": {"seed"')
   with pytest.raises(ValueError, match=r"run.json is damaged.*delete it"):
     workdir_lib.claim(str(wd), _config(), "train")
+
+
+def test_a_workdir_under_a_file_is_one_line(tmp_path):
+  afile = tmp_path / "f"
+  afile.write_text("x")
+  with pytest.raises(ValueError, match=r"cannot be created: '.*/f' is a file, not a folder"):
+    workdir_lib.claim(str(afile / "run"), _config(), "train")
+
+
+def test_a_read_only_workdir_is_one_line_before_any_work(tmp_path):
+  """Root ignores permission bits (`os.access` says yes), so the filesystem itself is
+  read-only: a tmpfs remounted ro (or, where mounting is refused, EROFS simulated)."""
+  disk = str(tmp_path / "disk")
+  wd = os.path.join(disk, "w")
+  with filesystems.small_tmpfs(disk, 1 << 20) as mounted, contextlib.ExitStack() as stack:
+    print("MODE", "tmpfs" if mounted else "simulated")
+    workdir_lib.release_lock(workdir_lib.claim(wd, _config(), "train"))
+    if mounted:
+      filesystems.remount_read_only(disk)
+    else:
+      stack.enter_context(filesystems.simulated_full_disk(disk, errno.EROFS))
+    for program, where in (("evaluate", wd), ("train", os.path.join(wd, "new"))):
+      with pytest.raises(ValueError, match=r"cannot be written \(Read-only file system on "):
+        workdir_lib.claim(where, _config(), program)
+    assert sorted(os.listdir(wd)) == ["run.json"]
