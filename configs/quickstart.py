@@ -2,8 +2,10 @@ r"""Quickstart: a small VGG on scikit-learn's bundled digits (needs no download)
 
   python train.py --config=configs/quickstart.py --workdir=runs/quickstart
   python evaluate.py --config=configs/quickstart.py --workdir=runs/quickstart
+  python sweep.py --config=configs/quickstart.py --workdir=runs/quickstart_sweep
 
-About a minute or two on 2 CPU cores. Arguments: epochs, seed.
+About a minute or two on 2 CPU cores. Arguments: epochs, seed. The sweep (`get_sweep`): two
+seeds x two learning rates, one CPU per trial.
 """
 
 from jaxconcepts.programs import config_utils
@@ -26,3 +28,11 @@ def get_config(arg=None):
   c.eval_every_epochs = 1
   c.num_devices = 0
   return c
+
+
+def get_sweep(arg=None):
+  """Four trials: seeds 0, 1 x learning rates 0.02, 0.05 (`arg` as for `get_config`)."""
+  config_utils.parse_arg(arg, epochs=8, seed=0)  # the same arguments as get_config
+  trials = [{"seed": seed, "optimizer.learning_rate": lr}
+            for seed in (0, 1) for lr in (0.02, 0.05)]
+  return {"trials": trials, "resources": {"cpu": 1}, "metric": "test_accuracy", "mode": "max"}
