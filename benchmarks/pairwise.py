@@ -26,6 +26,10 @@ at the start and end (the better is used), and also right around our timed
 calls (the "adjacent" peak), plus a matmul rate sustained over 3 s before and
 after our calls. The machine may be shared: compare ratios within one run.
 
+The side-by-side W2 figures come from the harness (`run_all.py --only W2_C20,W2_C100`,
+workloads in `wl_nets.py`), which uses this module's data and peer loops; this script's own
+run (ours in this process, peers in subprocesses) and its --scale mode are diagnostics.
+
 Usage:
   python benchmarks/pairwise.py [--quick] [--out FILE]
   python benchmarks/pairwise.py --scale [--out FILE]   # C=1000, N=64, D=1024
