@@ -1,4 +1,4 @@
-"""ClaDec's alpha x seed grid of one layer as one compiled program.
+"""Grids inside one program: ClaDec's alpha x seed grid, and evaluation classifiers over seeds.
 
 The alpha trade-off (the paper's Tables 4/5) trains a decoder per alpha and
 seed on the codes of one layer. `methods.cladec` already trains the seeds
@@ -13,6 +13,13 @@ decoder (seed s's, for every alpha), the same batches (seed s's rows,
 traced alpha cannot skip the classifier, so a row with alpha = 0 still applies
 it and multiplies its cross-entropy by 0; a grid whose alphas are all 0 keeps
 the static shortcut (`spec.alpha == 0`: the classifier is never called).
+
+The evaluation classifiers (one per seed, each trained on its own seed's
+reconstructions) are vmapped over seeds the same way (`classifier_seeds_step`):
+each seed visits its rows in the order its own run would (`epoch_orders`,
+`data.epoch_permutation(n, seed, epoch)`, looked up from the state's step) with
+its own dropout keys (`fold_in(PRNGKey(seed), step)`), so every seed computes
+what `training.fit` computes for it alone.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxconcepts import data as data_lib
 from jaxconcepts.methods import cladec
 from jaxconcepts.train import trainer as training
 
@@ -127,3 +135,68 @@ def make_grid_step(decoder: nn.Module, classifier: nn.Module | None,
   """
   spec, values = grid_spec(decoder, classifier, image_shape, code_shape, alphas, rec_reduction)
   return functools.partial(cladec_grid_step, spec=spec), jnp.asarray(values)
+
+
+# ---------------------------------------------------------------------------
+# Evaluation classifiers: one per seed, vmapped
+# ---------------------------------------------------------------------------
+
+def epoch_orders(n: int, seeds: Sequence[int], num_epochs: int, batch_size: int) -> np.ndarray:
+  """(E, S, T * B) int32: the rows seed s's own run visits in epoch e, padded to T batches.
+
+  Row order `data.epoch_permutation(n, seed, e)` (what `training.fit` with
+  `cfg.seed = seed` shuffles), padded with row 0 up to T = ceil(n / B) full
+  batches of B (`batch_size`); the padded places are masked by the step.
+  """
+  total = data_lib.num_batches(n, batch_size) * batch_size
+  out = np.zeros((int(num_epochs), len(seeds), total), np.int32)
+  for e in range(int(num_epochs)):
+    for s, seed in enumerate(seeds):
+      out[e, s, :n] = data_lib.epoch_permutation(n, int(seed), e)
+  return out
+
+
+def _own_batch(orders: jax.Array, images: jax.Array, labels: jax.Array, mask: jax.Array,
+               step: jax.Array) -> Batch:
+  """One seed's batch at its `step`: rows of `orders` (E, T * B); zeros where masked.
+
+  Padded places hold zero images and label 0, as `data.batches` pads them, since
+  BatchNorm's batch statistics see every row.
+  """
+  size = mask.shape[0]
+  per_epoch = orders.shape[-1] // size
+  idx = jax.lax.dynamic_slice(orders[step // per_epoch], ((step % per_epoch) * size,), (size,))
+  keep = mask.reshape((size,) + (1,) * (images.ndim - 1))
+  return {"image": jnp.where(keep, images[idx], 0).astype(images.dtype),
+          "label": jnp.where(mask, labels[idx], 0).astype(jnp.int32), "mask": mask}
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def classifier_seeds_step(state: training.TrainState, batch: Batch, key: jax.Array,
+                          seed_keys: jax.Array, orders: jax.Array,
+                          data: tuple[jax.Array, jax.Array]
+                          ) -> tuple[training.TrainState, dict[str, jax.Array]]:
+  """One `training.classifier_train_step` per seed, each on its own data; donates `state`.
+
+  Args:
+    state: seed-stacked classifier states (leading S axis), all at one step.
+    batch: `training.fit`'s batch; only its "mask" (B,) is read (the padding
+      of this step's batch, the same for every seed).
+    key: unused: seed s's dropout key is `fold_in(seed_keys[s], step)`, its own run's.
+    seed_keys: (S, 2) `utils.seed_keys(seeds)`.
+    orders: (E, S, T * B) int32 from `epoch_orders`.
+    data: (images (S, N, H, W, C), one set per seed; labels (N,)).
+
+  Returns:
+    (state, metrics): per-seed batch sums {"loss", "correct"} averaged over
+    seeds, and "count".
+  """
+  del key
+  images, labels = data
+
+  def one(state_s, key_s, orders_s, images_s):
+    own = _own_batch(orders_s, images_s, labels, batch["mask"], state_s.step)
+    return training.classifier_train_step(state_s, own, jax.random.fold_in(key_s, state_s.step))
+
+  state, metrics = jax.vmap(one, in_axes=(0, 0, 1, 0))(state, seed_keys, orders, images)
+  return state, cladec.mean_metrics(metrics)

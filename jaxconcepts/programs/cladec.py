@@ -219,48 +219,17 @@ def _train_refae(plan: Plan, layer: str) -> str:
   return name
 
 
-def _train_eval_classifier(plan: Plan, name: str, seed: int,
-                           make_recons: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
-  """Trains one evaluation classifier on reconstructions (skipped when done or 0 epochs)."""
-  ec = plan.config.eval_classifier
-  epochs = int(ec.num_epochs)
-  if epochs == 0 or cladec_plan.is_done(plan, name, epochs, int(ec.batch_size)):
-    return
-  cfg = classifier_config(plan, epochs, seed, ec)
-  t0 = time.time()
-  recon_train, recon_test = make_recons()
-  classifier_lib.train_classifier(cfg, plan.workdir, name=name, dataset=plan.dataset,
-                                  train_images=recon_train, eval_images=recon_test)
-  cladec_plan.record_stage(plan, name, time.time() - t0, images=int(recon_train.shape[0]),
-                           epochs=epochs)
-
-
-def _train_test(plan: Plan, restore: Callable[[], Reconstruct],
-                seed_index: int) -> Callable[[], tuple[np.ndarray, ...]]:
-  """A thunk: one seed's reconstructions of the training and the test set (restored lazily)."""
-  def make():
-    reconstruct = restore()
-    return tuple(reconstruct(seed_index, x)
-                 for x in (plan.dataset.train_images, plan.dataset.test_images))
-  return make
-
-
 def _train_eval_classifiers(plan: Plan, clf: Classifier) -> None:
-  """Stage 4: evaluation classifiers for every layer (ClaDec, RefAE) and every alpha."""
-  alpha = plan.config.alpha
+  """Stage 4: evaluation classifiers for every layer (ClaDec, RefAE) and every alpha, the
+  seeds of each kind trained together (`cladec_grid.train_eval_classifiers`)."""
+  alpha, train_eval = plan.config.alpha, cladec_grid.train_eval_classifiers
   for layer in plan.layers:
-    for i, seed in enumerate(plan.seeds):
-      cla = functools.partial(_cladec_reconstructor, plan, clf.variables, layer, alpha)
-      _train_eval_classifier(plan, eval_stage("cladec", layer, seed, alpha), seed,
-                             _train_test(plan, cla, i))
-      ref = functools.partial(_refae_reconstructor, plan, layer)
-      _train_eval_classifier(plan, eval_stage("refae", layer, seed), seed,
-                             _train_test(plan, ref, i))
+    train_eval(plan, "cladec", layer, functools.partial(
+        _cladec_reconstructor, plan, clf.variables, layer, alpha), alpha)
+    train_eval(plan, "refae", layer, functools.partial(_refae_reconstructor, plan, layer))
   for a in plan.alphas:
-    for i, seed in enumerate(plan.seeds):
-      cla = functools.partial(_cladec_reconstructor, plan, clf.variables, plan.alpha_layer, a)
-      _train_eval_classifier(plan, eval_stage("cladec", plan.alpha_layer, seed, a), seed,
-                             _train_test(plan, cla, i))
+    train_eval(plan, "cladec", plan.alpha_layer, functools.partial(
+        _cladec_reconstructor, plan, clf.variables, plan.alpha_layer, a), a)
 
 
 def _sweep_run(plan: Plan, epochs: int) -> tuple[str, ml_collections.ConfigDict]:
@@ -303,18 +272,14 @@ def _train_epochs_sweep(plan: Plan) -> list[str]:
   stages = []
   if layer not in plan.layers:
     stages.append(_train_refae(plan, layer))
-    for i, seed in enumerate(plan.seeds):
-      _train_eval_classifier(plan, eval_stage("refae", layer, seed), seed,
-                             _train_test(plan, functools.partial(_refae_reconstructor, plan,
-                                                                 layer), i))
+    cladec_grid.train_eval_classifiers(plan, "refae", layer,
+                                       functools.partial(_refae_reconstructor, plan, layer))
   _train_sweep_classifiers(plan)
   for e in sorted(plan.sweep_epochs):
     variables = _snapshot_variables(plan, e)
     stages.append(_train_cladec(plan, variables, layer, alpha, clf_epochs=e))
     cla = functools.partial(_cladec_reconstructor, plan, variables, layer, alpha, clf_epochs=e)
-    for i, seed in enumerate(plan.seeds):
-      _train_eval_classifier(plan, eval_stage("cladec", layer, seed, alpha, clf_epochs=e), seed,
-                             _train_test(plan, cla, i))
+    cladec_grid.train_eval_classifiers(plan, "cladec", layer, cla, alpha, clf_epochs=e)
   return stages
 
 

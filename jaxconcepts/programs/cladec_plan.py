@@ -244,6 +244,16 @@ def eval_stage(kind: str, layer: str, seed: int, alpha: float | None = None,
   return f"eval_{kind}_{layer}{_suffix(alpha, None, clf_epochs)}_s{seed}"
 
 
+def eval_seeds_stage(kind: str, layer: str, seed_tag: str, alpha: float | None = None,
+                     clf_epochs: int | None = None) -> str:
+  """The checkpoint name of the evaluation classifiers of all seeds trained together.
+
+  Each seed's classifier is saved under its `eval_stage` name too (what
+  evaluation reads and what decides that the group is done).
+  """
+  return f"eval_{kind}_{layer}{_suffix(alpha, None, clf_epochs)}_seeds{seed_tag[1:]}"
+
+
 def is_done(plan: Plan, name: str, epochs: int, batch_size: int) -> bool:
   """Whether stage `name` has trained `epochs` epochs of the training set at `batch_size`
   and its final checkpoint reads back (a damaged one does not count: the stage trains)."""

@@ -274,3 +274,35 @@ def test_alpha_tradeoff_trains_in_one_run_and_saves_each_alpha_as_its_own_stage(
       np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
   for a, b in zip(jax.tree.leaves(before[0]), jax.tree.leaves(_restored_params(alone, 0.5)[0])):
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_evaluation_classifiers_of_every_seed_train_in_one_run_as_their_own_runs(
+    tmp_path, monkeypatch):
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.programs import classifier as classifier_lib  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.programs import cladec_grid  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.train import checkpoints  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.train import trainer as training  # pylint: disable=g-import-not-at-top
+  plan = _grid_plan(tmp_path / "group")
+  ec = plan.config.eval_classifier
+  ec.num_epochs, ec.batch_size = 1, 24  # 64 images: 3 batches, the last one padded
+  recons = lambda i, x: np.clip(x + 0.1 * i, 0.0, 1.0).astype(np.float32)  # pylint: disable=unnecessary-lambda-assignment
+  fits = []
+  fit = training.fit
+  monkeypatch.setattr(training, "fit", lambda **kw: fits.append(kw["name"]) or fit(**kw))
+  cladec_grid.train_eval_classifiers(plan, "refae", "logits", lambda: recons)
+  assert fits == ["eval_refae_logits_seeds0-1"]  # both seeds: one fit run
+  cladec_grid.train_eval_classifiers(plan, "refae", "logits", lambda: recons)
+  assert len(fits) == 1  # done: every seed's stage is there
+  for i, seed in enumerate(plan.seeds):
+    cfg = cladec_pipeline.classifier_config(plan, 1, seed, ec)
+    _, own = classifier_lib.train_classifier(cfg, str(tmp_path / "own"), name=f"own{seed}",
+                                             dataset=plan.dataset,
+                                             train_images=recons(i, plan.dataset.train_images))
+    restored = classifier_lib.restore_variables(
+        checkpoints.stage_dir(plan.workdir, cladec_pipeline.eval_stage("refae", "logits", seed)),
+        plan.model, cfg, plan.image_shape, plan.dataset.num_train)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(
+        {"params": own.state.params, "batch_stats": own.state.batch_stats})):
+      np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
