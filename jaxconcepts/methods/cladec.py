@@ -23,7 +23,7 @@ axis (`init_seeds`) and steps `vmap`ped over it. The seeds differ in
 initialisation, dropout and batch order, as independent runs do (the paper's
 5 runs): given the training rows as `data`, a step's batch holds one row index
 per seed (`seed_orders`) and each seed gathers its own rows. Without `data` the
-batch is shared by all seeds.
+batch is shared by all seeds. `cladec_grid` adds an alpha axis (alpha traced).
 
 Every jitted function here is defined once at module level: modules and shapes
 are static arguments (flax modules hash by their attributes), weights are

@@ -7,14 +7,20 @@ interrupted run resumes where it stopped and finished stages are skipped:
 1. the classifier to explain: restored from `config.classifier_workdir`, or
    trained here (`classifier`, with `workdir/config.json` as `train.py
    --config=configs/classifier.py` writes it);
-2. per layer in `config.layers`: ClaDec's decoder at `config.alpha`
+2. the alpha sweep at `config.alpha_layer`: every alpha and seed as one
+   program in one run (`cladec_<layer>_grid_a<alphas>_s<seeds>`, see
+   `programs/cladec_grid.py`), each alpha then saved as its own stage
+   (`cladec_<layer>_a<alpha>_s<seeds>`); first, so that stage 3's decoder at
+   that layer, when `config.alpha` is one of the alphas, is already done;
+3. per layer in `config.layers`: ClaDec's decoder at `config.alpha`
    (`cladec_<layer>_a<alpha>_s<seeds>`) and RefAE (`refae_<layer>_s<seeds>`),
    all seeds of a stage trained together (`vmap` over PRNG keys);
-3. the alpha sweep at `config.alpha_layer` (`cladec_<layer>_a<alpha>_...`);
 4. evaluation classifiers (the classifier's architecture, `config.eval_classifier`)
-   trained on ClaDec's and RefAE's reconstructions of the training set and
-   tested on the reconstructions of the test set, one per seed
+   trained on ClaDec's and RefAE's reconstructions of the training set, one per
+   seed, the seeds of each kind as one program in one run
+   (`eval_<kind>_<layer>..._seeds<seeds>`), each saved as its own stage
    (`eval_cladec_<layer>_a<alpha>_s<seed>`, `eval_refae_<layer>_s<seed>`);
+   `evaluate` tests them on the reconstructions of the test set;
 5. neuron subsets at `config.subsets.layer`: nested and disjoint runs of
    channels (`cladec_<layer>_a<alpha>_n<first>-<last>_...`);
 6. Table 6: a classifier per entry of `config.classifier_epochs` (0 =

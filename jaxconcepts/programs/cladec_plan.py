@@ -5,8 +5,9 @@ in [0, 1], layers the model has, neuron subsets that fit the layer, a trained
 classifier where one is named, decoders that reach the image size, occlusion
 squares that fit), loads the data and returns a `Plan`: an immutable record of
 the resolved values every stage of `programs/cladec.py` reads. The stage names
-(`cladec_stage`, `refae_stage`, `eval_stage`) are the checkpoint folders under
-`workdir/checkpoints`: they must stay stable, so an existing workdir resumes.
+(`cladec_stage`, `refae_stage`, `eval_stage`; the grids' `grid_stage` and
+`eval_seeds_stage`) are the checkpoint folders under `workdir/checkpoints`:
+they must stay stable, so an existing workdir resumes.
 """
 
 from __future__ import annotations
