@@ -367,6 +367,8 @@ def _plan_and_args(method: str, model: nn.Module, variables, x, target, layer, *
   x = attr_ops.check_inputs(x)
   batch_size = check_int(batch_size, "batch_size")
   name = _check_layer(model, layer, method, tuple(x.shape[1:]))
+  if hasattr(model, "layer_names"):  # channels and layout against the weights, one line
+    split_lib.check_fits(model, variables, x.shape)
   target = attr_ops.check_target(target, x.shape[0], _num_classes(model, variables, x))
   smoothing = attr_ops.check_smoothing(smoothing)
   noise, n_samples = attr_ops.check_samples(noise, x, n_samples)

@@ -97,6 +97,66 @@ def layer_shapes(model: nn.Module, image_shape: Sequence[int],
   return {name: tuple(t.shape[1:]) for name, t in taps.items()}
 
 
+def _plain(model: nn.Module) -> nn.Module:
+  """`model` with its replaceable nonlinearities (`act`, `max_pool`) at their defaults.
+
+  Parameter shapes do not depend on them, and the abstract init of `check_fits`
+  must not run a caller's replacement (DeepLift's recording tape, a counter).
+  """
+  kw = {f.name: f.default for f in dataclasses.fields(model)
+        if f.name in ("act", "max_pool") and f.default is not dataclasses.MISSING}
+  return model.clone(**kw) if kw else model
+
+
+@functools.lru_cache(maxsize=128)
+def _param_shapes(model: nn.Module, in_shape: tuple[int, ...], start: str | None,
+                  stop: str | None) -> dict[str, tuple[int, ...]]:
+  """{param path: shape} that running `model` from `start` to `stop` on one input of
+  per-sample shape `in_shape` creates (an abstract init: shapes only, no FLOPs).
+
+  Raises:
+    ValueError: if the model cannot run on such an input at all.
+  """
+  x = jax.ShapeDtypeStruct((1, *in_shape), jnp.float32)
+  try:
+    v = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False, start=start,
+                                            stop=stop), x)
+  except Exception as e:  # pylint: disable=broad-except  (flax / XLA shape errors vary)
+    raise ValueError(f"{type(model).__name__} cannot run on inputs of per-sample shape "
+                     f"{in_shape} ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+  return {jax.tree_util.keystr(p): tuple(leaf.shape)
+          for p, leaf in jax.tree_util.tree_leaves_with_path(v.get("params", {}))}
+
+
+def check_fits(model: nn.Module, variables: Any, shape: Sequence[int], *, start: str | None = None,
+               stop: str | None = None, what: str = "images") -> None:
+  """Raises one line unless inputs of `shape` (N, ...) fit `model`'s weights in `variables`.
+
+  The weights tell what the model was built for (e.g. its first kernel's input
+  channels); without this check a wrong channel count or a channels-first batch
+  surfaces as Flax's `ScopeParamShapeError` deep inside `apply`. Shapes only: it
+  works at trace time inside `jit` and costs one cached abstract init per shape.
+
+  Args:
+    model: a module following the split protocol.
+    variables: its variables ({'params', ...}); arrays or tracers.
+    shape: the input's shape, batch first: images (N, H, W, C) or activations at `start`.
+    start, stop: the taps the input starts at and the run stops at (None: images / logits).
+    what: names the input in the error.
+  """
+  params = variables.get("params") if hasattr(variables, "get") else None
+  if params is None:
+    return
+  want = _param_shapes(_plain(model), tuple(int(d) for d in shape[1:]), start, stop)
+  have = {jax.tree_util.keystr(p): tuple(leaf.shape)
+          for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
+  for path, need in want.items():
+    if path in have and have[path] != need:
+      hint = " (images are channels-last: (N, H, W, C))" if what == "images" else ""
+      raise ValueError(f"{what} of shape {tuple(shape)} do not fit the model's weights: "
+                       f"params{path} is {have[path]}, these {what} need {need}{hint}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Split:
   """A model cut at `layer`; hashable, holds no weights.
@@ -111,13 +171,32 @@ class Split:
 
   def encode(self, variables: Any, x: jax.Array, *, train: bool = False,
              rngs: dict | None = None) -> jax.Array:
-    """Activations h (N, *shape) at the layer for images `x` (N, H, W, C)."""
-    chex.assert_rank(x, 4)
+    """Activations h (N, *shape) at the layer for images `x` (N, H, W, C).
+
+    Raises:
+      ValueError: one line for images that are not (N, H, W, C), of a size the
+        model was not built for, or with channels its weights do not take.
+    """
+    if len(x.shape) != 4:
+      raise ValueError(f"images must be (N, H, W, C), got shape {tuple(x.shape)}")
+    if hasattr(self.model, "check_input_shape"):
+      self.model.check_input_shape(tuple(x.shape[1:]))
+    check_fits(self.model, variables, x.shape, stop=self.layer)
     return self.model.apply(variables, x, train=train, stop=self.layer, rngs=rngs)
 
   def head(self, variables: Any, h: jax.Array, *, train: bool = False,
            rngs: dict | None = None) -> jax.Array:
-    """Logits (N, classes) computed from activations `h` (N, *shape) at the layer."""
+    """Logits (N, classes) computed from activations `h` (N, *shape) at the layer.
+
+    Raises:
+      ValueError: one line for activations whose shape the later layers' weights
+        do not take (e.g. another layer's, or a missing batch axis).
+    """
+    if len(h.shape) < 2:
+      raise ValueError(f"activations at {self.layer} must be (N, ...), got shape "
+                       f"{tuple(h.shape)}")
+    check_fits(self.model, variables, h.shape, start=self.layer,
+               what=f"activations at {self.layer}")
     return self.model.apply(variables, h, train=train, start=self.layer, rngs=rngs)
 
   def shape(self, image_shape: Sequence[int], variables: Any = None) -> tuple[int, ...]:

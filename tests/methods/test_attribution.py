@@ -480,3 +480,15 @@ def test_inputs_the_attribution_cannot_handle_are_one_line_errors(vgg):
       attribution.deeplift(model, variables, small, 0, "conv1")
   with pytest.raises(ValueError, match="smoothing='square' needs SmoothGrad samples"):
     attribution.deeplift(model, variables, x, 0, "conv1", n_samples=0, smoothing="square")
+
+
+@pytest.mark.parametrize("method", ["deeplift", "gradient", "gradcam"])
+def test_wrong_channels_or_channels_first_input_is_one_line_not_a_flax_error(vgg, method):
+  model, variables, x = vgg
+  fn = getattr(attribution, method)
+  c = x.shape[-1]
+  with pytest.raises(ValueError, match=r"do not fit the model's weights: params\['conv0'\].*"
+                                       r"images are channels-last"):
+    fn(model, variables, np.zeros(x.shape[:-1] + (c + 2,), np.float32), 0, "conv1")
+  with pytest.raises(ValueError, match=rf"image shape \({c}, "):  # (N, C, H, W)
+    fn(model, variables, np.moveaxis(np.asarray(x), -1, 1), 0, "conv1")
