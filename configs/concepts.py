@@ -92,8 +92,9 @@ def get_config(arg=None):
   c.nmf_tol = 1e-4
   c.class_chunk = 16  # classes per batched NMF
 
-  # Stitched-image test: "auto" | "vertical" | "canvas" | "grid" (see concepts.py);
-  # the result is resized to the input size when the model needs that size.
+  # Stitched-image test: "auto" | "vertical" | "canvas" | "grid" | "place" (each crop back
+  # where it was cut from; methods/crops.py); the result is resized to the input size when
+  # the model needs that size.
   c.stitch_layout = "auto"
   c.stitch_fill = 0.0  # empty cells: black (the background of MNIST-like data)
 

@@ -39,6 +39,9 @@ the model does not predict as the class (Table 2). Layouts:
   middle of a black 32x32 image, where the objects of centred data sets are.
 * ``"grid"`` -- a near-square grid (``ceil(sqrt(k))`` columns), empty cells
   ``fill``.
+* ``"place"`` -- each crop pasted back where it was cut from, on a ``fill`` canvas
+  of the input size: for centred data sets (Fashion-MNIST) it keeps each part
+  where the classifier expects it, where a grid moves parts anywhere.
 * ``"auto"`` (program default) -- ``"vertical"`` if the model takes inputs
   of any size (it accepts twice its input size and the strip's shape), else
   ``"canvas"`` if the crops fit, else ``"grid"``. (Our VGG accepts some other
@@ -71,7 +74,7 @@ from jaxconcepts.models import split as split_lib
 from jaxconcepts.utils import check_choice
 from jaxconcepts.utils import check_int
 
-STITCH_LAYOUTS = ("auto", "vertical", "canvas", "grid")
+STITCH_LAYOUTS = ("auto", "vertical", "canvas", "grid", "place")
 CROP_MODES = ("all", "exclude", "only")
 THRESHOLDS = (0.1, 0.2, 0.5)
 
@@ -433,7 +436,7 @@ def stitch(crops: np.ndarray, layout: str, *, canvas_hw: Sequence[int] | None = 
   Raises:
     ValueError: unknown layout, or "canvas" without room for k crops.
   """
-  check_choice("stitch layout", layout, STITCH_LAYOUTS[1:])
+  check_choice("stitch layout", layout, ("vertical", "canvas", "grid"))
   crops = np.asarray(crops, np.float32)
   chex.assert_rank(crops, 4)
   k, ch, cw, c = crops.shape
@@ -457,6 +460,38 @@ def stitch(crops: np.ndarray, layout: str, *, canvas_hw: Sequence[int] | None = 
   for i in range(k):
     r, q = divmod(i, cols)
     y, x = y0 + r * ch, x0 + q * cw
+    out[y:y + ch, x:x + cw] = crops[i]
+  return out
+
+
+def place(crops: np.ndarray, rows: np.ndarray, cols: np.ndarray, canvas_hw: Sequence[int], *,
+          fill: float = 0.0) -> np.ndarray:
+  """Pastes k crops (k, ch, cw, C) back at their pooled positions on one canvas.
+
+  Args:
+    crops: (k, ch, cw, C).
+    rows, cols: (k,) int pooled positions (windows start at row * ch, col * cw);
+      a negative row marks a missing crop, left as `fill`.
+    canvas_hw: (H, W), the model's input size.
+    fill: value of the uncovered canvas.
+
+  Returns:
+    (H, W, C) float32; where crops overlap, the lower-numbered one is on top.
+  """
+  crops = np.asarray(crops, np.float32)
+  chex.assert_rank(crops, 4)
+  k, ch, cw, c = crops.shape
+  rows, cols = np.asarray(rows, int).reshape(-1), np.asarray(cols, int).reshape(-1)
+  chex.assert_shape((rows, cols), (k,))
+  h, w = int(canvas_hw[0]), int(canvas_hw[1])
+  out = np.full((h, w, c), fill, np.float32)
+  for i in reversed(range(k)):  # concept 0 pasted last, so it is on top
+    if rows[i] < 0:
+      continue
+    y, x = rows[i] * ch, cols[i] * cw
+    if y + ch > h or x + cw > w or x < 0:
+      raise ValueError(f"crop {i} at pooled ({rows[i]}, {cols[i]}) of size {ch}x{cw} lies "
+                       f"outside the {h}x{w} canvas")
     out[y:y + ch, x:x + cw] = crops[i]
   return out
 
@@ -502,7 +537,7 @@ def choose_layout(layout: str, geometry: CropGeometry, k: int, channels: int,
     model, variables: the classifier whose input sizes are probed.
 
   Returns:
-    "vertical", "canvas" or "grid".
+    "vertical", "canvas", "grid" or "place" (never chosen by "auto").
   """
   check_choice("stitch layout", layout, STITCH_LAYOUTS)
   if layout != "auto":
@@ -519,15 +554,17 @@ def choose_layout(layout: str, geometry: CropGeometry, k: int, channels: int,
 
 def stitched_images(crops: np.ndarray, layout: str, geometry: CropGeometry, *,
                     model: nn.Module | None = None, variables: Any = None,
-                    fill: float = 0.0) -> tuple[np.ndarray, bool]:
+                    fill: float = 0.0, positions: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> tuple[np.ndarray, bool]:
   """Stitches each row of crops; resizes if the model needs its input size.
 
   Args:
     crops: (B, k, ch, cw, C) crops, k per stitched image.
-    layout: "vertical", "grid" or "canvas".
+    layout: "vertical", "grid", "canvas" or "place".
     geometry: the crop geometry (its image size is the canvas / resize size).
     model, variables: the classifier; None skips the size check.
     fill: value of empty cells.
+    positions: for "place", the crops' pooled (rows, cols), each (B, k) int.
 
   Returns:
     (images (B, H', W', C) float32, resized): resized is True when the
@@ -536,8 +573,14 @@ def stitched_images(crops: np.ndarray, layout: str, geometry: CropGeometry, *,
   """
   crops = np.asarray(crops, np.float32)
   chex.assert_rank(crops, 5)
-  out = np.stack([stitch(c, layout, canvas_hw=geometry.image_hw, fill=fill)
-                  for c in crops])
+  if layout == "place":
+    if positions is None:
+      raise ValueError("layout 'place' needs the crops' positions=(rows, cols)")
+    out = np.stack([place(c, r, q, geometry.image_hw, fill=fill)
+                    for c, r, q in zip(crops, *positions)])
+  else:
+    out = np.stack([stitch(c, layout, canvas_hw=geometry.image_hw, fill=fill)
+                    for c in crops])
   resized = False
   if model is not None and not accepts_shape(model, variables, out.shape[1:]):
     out = np.stack([fit_to_size(x, geometry.image_hw) for x in out])

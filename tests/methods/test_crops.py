@@ -99,6 +99,24 @@ def test_stitch_layouts():
     crops_lib.stitch(np.zeros((6, 16, 16, 1)), "canvas", canvas_hw=(32, 32))
 
 
+def test_place_layout_pastes_each_crop_back_where_it_was_cut_from():
+  crops = np.stack([np.full((8, 8, 1), i + 1, np.float32) for i in range(3)])
+  # crop 0 at pooled (1, 2), crop 1 at (1, 2) too (under crop 0), crop 2 missing (-1)
+  out = crops_lib.place(crops, np.array([1, 1, -1]), np.array([2, 2, 0]), (32, 32), fill=-1)
+  assert out.shape == (32, 32, 1)
+  assert (out[8:16, 16:24] == 1).all()  # concept 0 on top of concept 1
+  assert (out[:8] == -1).all() and (out[16:] == -1).all() and (out[:, :16] == -1).all()
+  geometry = crops_lib.crop_geometry((32, 32, 1), (4, 4, 1))  # 8x8 crops
+  both, resized = crops_lib.stitched_images(
+      crops[None], "place", geometry, positions=(np.array([[0, 3, 1]]), np.array([[0, 3, 2]])))
+  assert not resized and both[0, 0, 0, 0] == 1 and both[0, 31, 31, 0] == 2
+  assert both[0, 8, 16, 0] == 3
+  with pytest.raises(ValueError, match="needs the crops' positions"):
+    crops_lib.stitched_images(crops[None], "place", geometry)
+  with pytest.raises(ValueError, match="outside the 32x32 canvas"):
+    crops_lib.place(crops, np.array([4, 0, 0]), np.array([0, 0, 0]), (32, 32))
+
+
 def test_auto_layout_is_vertical_for_any_size_models_and_canvas_or_grid_for_fixed_ones(
     parts_model):
   model, variables = parts_model
