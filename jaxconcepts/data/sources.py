@@ -17,7 +17,9 @@ Three sources sit behind one function, :func:`load_dataset`:
 
 Every source returns a :class:`Dataset` of float32 NHWC images in [0, 1] and
 int32 labels, held in host memory as numpy arrays (the whole of Fashion-MNIST
-at 32x32 is 70k x 4 KiB = 287 MB).
+at 32x32 is 70k x 4 KiB = 287 MB). A TFDS split too large for that is read by
+:class:`TfdsStream` instead: in per-process shards, a batch at a time,
+deterministic and resumable mid-epoch.
 
 Resizing follows the authors' reference code, which applies
 ``torch.nn.functional.interpolate(x, size=32)`` (mode ``"nearest"``) to the
@@ -34,11 +36,12 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import chex
 import numpy as np
 
+from jaxconcepts.data import batching
 from jaxconcepts.data import planted
 
 SOURCES = ("tfds", "idx", "digits", "planted")
@@ -417,6 +420,117 @@ def _load_tfds(name, data_dir, image_size, max_train, max_test):
     _check_labels(labels, len(_CLASS_NAMES[name]), f"tfds {name}/{split}")
     splits.append((_preprocess(images, image_size), labels))
   return splits
+
+# --------------------------------------------------------------------------
+# TFDS as a stream (data too large for host memory).
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  """An int32 seed for tf.data from (seed, epoch): each epoch its own, reproducible order."""
+  return int(np.random.default_rng((int(seed), int(epoch), 1)).integers(2**31 - 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsStream:
+  """A TFDS split read as a stream, each process its own shard, never whole.
+
+  The split is cut into `process_count` equal shards
+  (`tfds.even_splits(..., drop_remainder=True)`, as `tfds.split_for_jax_process`
+  does, but equal so every process runs the same number of steps); process p
+  reads shard p. Within an epoch the order is a pure function of (seed,
+  epoch): files are interleaved with a seeded `ReadConfig` and examples pass a
+  seeded shuffle buffer, so reading the epoch again, or resuming it at batch
+  b (the first b local batches skipped), gives the same examples in the same
+  order. The training loop reads it like `data.batching.ArrayStream`.
+
+  Attributes:
+    name: a registered TFDS name (e.g. "imagenet2012", "cifar100").
+    split: "train", "test", or any TFDS split string ("train[:10%]").
+    data_dir: TFDS data directory (default: TFDS's).
+    image_size: resize to image_size x image_size (`resize_nearest`); None:
+      keep the native size.
+    shuffle: shuffle files and examples per (seed, epoch) (else file order).
+    shuffle_buffer: examples in tf.data's shuffle buffer.
+    process_index, process_count: this process's shard; None: JAX's.
+  """
+  name: str
+  split: str = "train"
+  data_dir: str | None = None
+  image_size: int | None = 32
+  shuffle: bool = True
+  shuffle_buffer: int = 10_000
+  process_index: int | None = None
+  process_count: int | None = None
+
+  def _process(self) -> tuple[int, int]:
+    if self.process_count is None:
+      import jax  # pylint: disable=g-import-not-at-top
+      return jax.process_index(), jax.process_count()
+    return int(self.process_index or 0), int(self.process_count)
+
+  def _builder(self):
+    tfds = _import_tfds()
+    builder = tfds.builder(self.name, data_dir=self.data_dir)
+    if not builder.is_prepared():
+      if self._process()[1] > 1:
+        raise ValueError(f"tfds {self.name} is not prepared in {builder.data_dir}; prepare it "
+                         f"once before a multi-host run (`tfds build {self.name}` or one "
+                         f"single-process run with the same data_dir)")
+      builder.download_and_prepare()
+    return builder
+
+  @property
+  def shard_size(self) -> int:
+    """Examples in each process's shard (the split's size // process_count)."""
+    return self._builder().info.splits[self.split].num_examples // self._process()[1]
+
+  @property
+  def num_examples(self) -> int:
+    """Examples per epoch over all processes (the remainder of the shards dropped)."""
+    return self.shard_size * self._process()[1]
+
+  def num_batches(self, batch_size: int) -> int:
+    """Global batches per epoch: every process reads batch_size / process_count per batch."""
+    return -(-self.shard_size // self._local_size(batch_size, None))
+
+  def _local_size(self, batch_size: int, rows: slice | None) -> int:
+    count = self._process()[1]
+    local = batch_size // count if rows is None else rows.stop - rows.start
+    if batch_size % count or local * count != batch_size:
+      raise ValueError(f"batch_size {batch_size} must split evenly over the {count} processes "
+                       f"(rows {rows})")
+    return local
+
+  def local_batches(self, batch_size: int, rows: slice | None, *, seed: int, epoch: int,
+                    start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """This process's part of every global batch of `epoch`, from batch `start_batch` on.
+
+    Yields:
+      {"image": float32 [L, S, S, C] in [0, 1], "label": int32 [L], "mask":
+      bool [L]}, L = batch_size / process_count; the last batch padded and
+      masked.
+    """
+    tfds = _import_tfds()
+    local = self._local_size(batch_size, rows)
+    index, count = self._process()
+    if not 0 <= start_batch <= self.num_batches(batch_size):
+      raise ValueError(f"start_batch must lie in [0, {self.num_batches(batch_size)}], got "
+                       f"{start_batch}")
+    shard = tfds.even_splits(self.split, count, drop_remainder=True)[index]
+    epoch_seed = _epoch_seed(seed, epoch)
+    read_config = tfds.ReadConfig(shuffle_seed=epoch_seed)
+    ds = self._builder().as_dataset(split=shard, as_supervised=True, shuffle_files=self.shuffle,
+                                    read_config=read_config)
+    if self.shuffle:
+      ds = ds.shuffle(self.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+    ds = ds.skip(start_batch * local).batch(local).prefetch(2)
+    num_classes = len(_CLASS_NAMES.get(self.name, ())) or None
+    for images, labels in tfds.as_numpy(ds):
+      if num_classes:
+        _check_labels(labels, num_classes, f"tfds {self.name}/{self.split}")
+      yield batching.padded_batch(_preprocess(images, self.image_size), labels.astype(np.int32),
+                                  np.arange(len(labels)), local)
+
 
 
 # --------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Used by `train.py` for `config.task == "classifier"`, by the ClaDec program
 (the explained classifier and the evaluation classifiers) and by the concept
 program (which explains a classifier restored from a workdir).
 
+In a multi-host run every process runs the same program (training,
+checkpoints and evaluation are collective); process 0 alone writes files:
+config.json, TensorBoard events and results.
+
 A trained classifier's workdir holds `config.json` (the config and what is
 needed to rebuild the model: `dataset_info`) and `checkpoints/classifier`.
 """
@@ -27,6 +31,7 @@ from jaxconcepts import data as data_lib
 from jaxconcepts.models import classifiers as models
 from jaxconcepts.models import split as split_lib
 from jaxconcepts.train import checkpoints
+from jaxconcepts.train import distributed
 from jaxconcepts.train import trainer as training
 
 CONFIG_FILE = "config.json"
@@ -94,7 +99,12 @@ def dataset_info(arch: str, dataset: data_lib.Dataset) -> dict[str, Any]:
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str, extra: Mapping) -> None:
-  """Writes the config and what is needed to rebuild the model to workdir/config.json."""
+  """Writes the config and what is needed to rebuild the model to workdir/config.json.
+
+  Process 0 only (in a multi-host run the others share the workdir).
+  """
+  if not distributed.is_main_process():
+    return
   payload = {"config": json.loads(config.to_json_best_effort()), **extra}
   utils.write_json_atomic(os.path.join(workdir, CONFIG_FILE), payload)
 
@@ -320,11 +330,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  "accuracy": float((preds[sel] == c).mean()) if sel.any() else float("nan")})
   overall = float((preds == labels).mean())
   rows.append({"class": "all", "n": int(len(labels)), "accuracy": overall})
+  logging.info("test accuracy %.4f", overall)
+  if not distributed.is_main_process():
+    return {"test_accuracy": overall, "per_class": rows}
   report.write_table(
       os.path.join(workdir, "results", "classifier"), rows,
       title=f"{info['arch']} on {dataset.name}: test accuracy",
       notes=[f"checkpoint step {info['step']}",
              f"trained {train_config.num_epochs} epochs, batch {train_config.batch_size}, "
              f"seed {train_config.seed}"])
-  logging.info("test accuracy %.4f", overall)
   return {"test_accuracy": overall, "per_class": rows}

@@ -21,6 +21,7 @@ import jax
 from ml_collections import config_flags
 
 from jaxconcepts.programs import config_utils
+from jaxconcepts.train import distributed
 from jaxconcepts.train import workdir as workdir_lib
 
 # TensorFlow (imported later, only for TFDS and TensorBoard event files) prints C++ notices on
@@ -32,6 +33,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 config_flags.DEFINE_config_file("config", None, "Config file (configs/X.py[:arg]).",
                                 lock_config=True)
+flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 (with "
+                    "--num_processes and --process_id).")
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+flags.DEFINE_bool("distributed", False, "Multi-host: jax.distributed.initialize() with what a "
+                  "Cloud TPU pod slice or SLURM sets.")
 
 TRAIN_TASKS = ("classifier", "cladec")
 EVALUATE_TASKS = ("classifier", "cladec", "concepts")
@@ -60,13 +67,19 @@ def _validate(config, workdir: str) -> None:
     concepts.validate_config(config, workdir)
 
 
+def _claim(workdir: str, config, program: str) -> str | None:
+  """Process 0 claims the workdir (run.json, lock); the others of a multi-host run only check."""
+  if distributed.is_main_process():
+    return workdir_lib.claim(workdir, config, program)
+  workdir_lib.check_config(workdir, config, program)
+  return None
 
 
 def train_and_evaluate(config, workdir: str):
   """Runs the training task named by `config.task` in `workdir`, which it claims first."""
   _check_task(config.task, TRAIN_TASKS, "train")
   _validate(config, workdir)
-  lock = workdir_lib.claim(workdir, config, "train")
+  lock = _claim(workdir, config, "train")
   try:
     if config.task == "classifier":
       from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
@@ -74,7 +87,8 @@ def train_and_evaluate(config, workdir: str):
     from jaxconcepts.programs import cladec as cladec_pipeline  # pylint: disable=g-import-not-at-top
     return cladec_pipeline.train(config, workdir)
   finally:
-    workdir_lib.release_lock(lock)
+    if lock:
+      workdir_lib.release_lock(lock)
 
 
 def evaluate(config, workdir: str):
@@ -84,7 +98,7 @@ def evaluate(config, workdir: str):
   if config.task in TRAIN_TASKS and not os.path.isdir(workdir):
     raise ValueError(f"workdir {workdir!r} does not exist: nothing was trained there; run "
                      f"train.py with the same --config and --workdir first")
-  lock = workdir_lib.claim(workdir, config, "evaluate")
+  lock = _claim(workdir, config, "evaluate")
   try:
     if config.task == "classifier":
       from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
@@ -95,7 +109,8 @@ def evaluate(config, workdir: str):
     from jaxconcepts.programs import concepts as concepts_pipeline  # pylint: disable=g-import-not-at-top
     return concepts_pipeline.evaluate(config, workdir)
   finally:
-    workdir_lib.release_lock(lock)
+    if lock:
+      workdir_lib.release_lock(lock)
 
 
 def config_keys(config) -> list[str]:
@@ -209,6 +224,8 @@ class _QuietLibraries(logging.logging.Filter):
 
 def _log_setup() -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  _one_line_errors(distributed.initialize, FLAGS.coordinator_address, FLAGS.num_processes,
+                   FLAGS.process_id, FLAGS.distributed)
   logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())
 
 

@@ -6,20 +6,30 @@ Shape modelled on google/flax `examples/imagenet/train.py`: small named pieces
 stage (classifier, RefAE, ClaDec decoder, evaluation classifier) reuses.
 
 `fit`:
-* data-parallel over all local devices: a 1-D `jax.sharding.Mesh` over the
-  batch axis; the batch is sharded, the state replicated, and XLA inserts the
-  reductions (BatchNorm statistics are over the global batch, so 1 and 8
-  devices compute the same function). The same code runs on one device;
-* orbax checkpoints under `workdir/checkpoints/<name>` (see `checkpoints.py`):
-  saved every `checkpoint_every_steps` and at the end, the newest
-  `keep_checkpoints` kept, resumed automatically from the latest. Everything
-  that decides the next step (shuffling order from (seed, epoch), dropout keys
-  from `fold_in(key, step)`) is a function of the step, so a resumed run is
-  bitwise equal to an uninterrupted one on CPU;
-* clu metric writer (TensorBoard scalars: loss, accuracy, learning rate,
-  images/s) when TensorFlow is installed (`pip install jaxconcepts[tfds]`),
-  otherwise a logging writer; a per-epoch JSON log `workdir/metrics/<name>.json`;
-* progress lines (step, epoch, loss, images/s, ETA) every `log_every_steps`.
+* data-parallel over a 1-D `jax.sharding.Mesh` on the batch axis: all local
+  devices, or every process's devices in a multi-process run
+  (`distributed.py`); the batch is sharded, the state replicated, and XLA
+  inserts the reductions (BatchNorm statistics are over the global batch, so
+  1 and 8 devices, in one process or two, compute the same function). Our
+  jitted step donates the state and names its in/out shardings;
+* fed for an accelerator: each process reads only its rows of every batch
+  (in memory, or streamed from TFDS), and the next batch is already on its
+  way to the devices while the current step runs (`distributed.device_batches`);
+  metrics are summed on the devices and reach the host only at a log line
+  (every `log_every_steps`) and at the end of an epoch, so the host never
+  stalls the device's asynchronous dispatch;
+* orbax checkpoints under `workdir/checkpoints/<name>` (see `checkpoints.py`),
+  written by every process together: saved every `checkpoint_every_steps` and
+  at the end, the newest `keep_checkpoints` kept, resumed automatically from
+  the latest. Everything that decides the next step (shuffling order from
+  (seed, epoch), dropout keys from `fold_in(key, step)`) is a function of the
+  step, so a resumed run is bitwise equal to an uninterrupted one on CPU;
+* on process 0: a clu metric writer (TensorBoard scalars: loss, accuracy,
+  learning rate, images/s, steps/s) when TensorFlow is installed
+  (`pip install jaxconcepts[tfds]`), and `workdir/metrics/<name>.json` (one
+  record per epoch, one entry per log line);
+* progress through clu's `periodic_actions`: `ReportProgress` (steps/s, ETA)
+  and, with `LoopConfig.profile`, `Profile` (a trace of a few steps).
 
 Weights are always arguments of the jitted functions here (the train state),
 never constants closed over, so a new checkpoint of the same architecture
@@ -36,6 +46,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
+from clu import periodic_actions
 import flax
 from flax.training import train_state
 import jax
@@ -43,11 +54,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from jaxconcepts import utils
 from jaxconcepts import data as data_lib
+from jaxconcepts.data import batching
 from jaxconcepts.train import checkpoints
+from jaxconcepts.train import distributed
 
 Batch = Mapping[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -187,42 +200,38 @@ def summarize(sums: Mapping[str, float]) -> dict[str, float]:
   return out
 
 
-def _accumulate(sums: dict[str, float], metrics: Mapping[str, Any]) -> None:
-  """Adds one step's summed metrics (host values) into `sums`, in place."""
-  for k, v in metrics.items():
-    sums[k] = sums.get(k, 0.0) + float(v)
-
-
 # ---------------------------------------------------------------------------
 # Devices
 # ---------------------------------------------------------------------------
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
-  """A 1-D data-parallel mesh over the first `num_devices` local devices (0/None: all)."""
-  devices = jax.local_devices()
-  n = len(devices) if num_devices in (None, 0) else int(num_devices)
-  if not 1 <= n <= len(devices):
-    raise ValueError(f"num_devices must be in [1, {len(devices)}], got {num_devices}")
-  return Mesh(np.asarray(devices[:n]), ("data",))
+  """The 1-D data-parallel mesh: the first `num_devices` local devices (0/None: all), or
+  every process's devices in a multi-process run (`distributed.global_mesh`)."""
+  return distributed.global_mesh(num_devices)
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-  """Raises ValueError unless `batch_size` is a positive multiple of the mesh's devices."""
-  n = mesh.devices.size
-  if batch_size < 1 or batch_size % n:
-    raise ValueError(f"batch_size must be a positive multiple of the {n} devices in the "
-                     f"mesh, got {batch_size}")
+check_batch_size = distributed.check_batch_size
 
 
 def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Places a host batch on the mesh, split along the leading (batch) axis."""
-  sharding = NamedSharding(mesh, P("data"))
-  return {k: jax.device_put(v, sharding) for k, v in batch.items()}
+  """Places a whole host batch on the mesh, split along the leading (batch) axis.
+
+  Each process contributes only its own rows (`distributed.local_rows`).
+  """
+  size = int(np.shape(next(iter(batch.values())))[0])
+  rows = distributed.local_rows(mesh, size)
+  return distributed.to_global({k: np.asarray(v)[rows] for k, v in batch.items()}, mesh, size)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
   """Places every leaf of `tree` on all devices of the mesh."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  return distributed.replicate(tree, mesh)
+
+
+@functools.lru_cache(maxsize=None)
+def _key_fn(mesh: Mesh) -> Callable[[jax.Array, np.ndarray], jax.Array]:
+  """`fold_in(key, step)` replicated on the mesh (a step's PRNG key, valid on every process)."""
+  return jax.jit(jax.random.fold_in, out_shardings=distributed.replicated(mesh))
 
 
 def enable_compilation_cache(directory: str | None, workdir: str) -> str | None:
@@ -276,7 +285,7 @@ def create_writer(logdir: str):
   log (clu's default writer would print every scalar a second time). Without
   TensorFlow (the `tfds` extra) no events are written and this says so once.
   """
-  if jax.process_index() > 0:
+  if not distributed.is_main_process():
     return NullWriter()
   try:
     from clu import metric_writers  # pylint: disable=g-import-not-at-top
@@ -287,39 +296,52 @@ def create_writer(logdir: str):
     return NullWriter()
 
 
-class _ProgressLog:
-  """The progress line: metric sums and images seen since the last line, and the ETA."""
+class _Progress:
+  """What the loop reports while it trains, with one host sync per log line.
 
-  def __init__(self, name: str, writer: Any, lr_fn: optax.Schedule | None,
-               total_steps: int, every: int):
-    self.name, self.writer, self.lr_fn = name, writer, lr_fn
-    self.total_steps, self.every = total_steps, every
-    self.sums: dict[str, float] = {}
-    self.seen = 0
-    self.steps_done = 0
-    self.t_start = self.t_last = time.perf_counter()
+  Metrics are summed on the devices (`distributed.DeviceSums`); every `log_every_steps` (and at
+  the last step) the window's means become one log line, TensorBoard scalars
+  and an entry of the step log. clu's `ReportProgress` writes steps/s and the
+  ETA (as work-unit notes and scalars); clu's `Profile` traces a few steps
+  into `workdir/profile/<name>` when `LoopConfig.profile` is on (process 0).
+  """
 
-  def add(self, step: int, epoch: int, metrics: Mapping[str, Any]) -> None:
+  def __init__(self, run: "_Run", writer: Any, lr_fn: optax.Schedule | None,
+               steps_log: list[dict[str, float]], profile_dir: str):
+    self.run, self.writer, self.lr_fn, self.steps_log = run, writer, lr_fn, steps_log
+    self.sums = distributed.DeviceSums(run.mesh)
+    self.t_last = time.perf_counter()
+    self.actions = [periodic_actions.ReportProgress(
+        num_train_steps=run.total_steps, every_steps=run.cfg.log_every_steps, every_secs=None,
+        writer=writer)]
+    if run.cfg.profile and distributed.is_main_process():
+      self.actions.append(periodic_actions.Profile(logdir=profile_dir, num_profile_steps=5,
+                                                   every_secs=None))
+
+  def step_done(self, step: int, epoch: int, metrics: Metrics) -> None:
     """Records the metrics of the step that ended at `step`; writes a line when due."""
-    _accumulate(self.sums, metrics)
-    self.seen += int(metrics["count"])
-    self.steps_done += 1
-    if step % self.every == 0 or step == self.total_steps:
+    self.sums.add(metrics)
+    for action in self.actions:
+      action(step)
+    if step % self.run.cfg.log_every_steps == 0 or step == self.run.total_steps:
       self._write(step, epoch)
 
   def _write(self, step: int, epoch: int) -> None:
+    sums = self.sums.take_window()
     now = time.perf_counter()
-    rate = self.seen / max(now - self.t_last, 1e-9)
-    means = summarize(self.sums)
-    scalars = {f"{self.name}/train_{k}": v for k, v in means.items()}
-    scalars[f"{self.name}/images_per_sec"] = rate
+    rate = sums.get("count", 0.0) / max(now - self.t_last, 1e-9)
+    means = summarize(sums)
+    name = self.run.name
+    scalars = {f"{name}/train_{k}": v for k, v in means.items()}
+    scalars[f"{name}/images_per_sec"] = rate
     if self.lr_fn is not None:
-      scalars[f"{self.name}/learning_rate"] = float(self.lr_fn(step))
+      scalars[f"{name}/learning_rate"] = float(self.lr_fn(step))
     self.writer.write_scalars(step, scalars)
-    eta = (self.total_steps - step) * (now - self.t_start) / max(self.steps_done, 1)
-    logging.info("%s: step %d/%d (epoch %d) loss %.4f, %.0f images/s, ETA %.0fs", self.name,
-                 step, self.total_steps, epoch + 1, means.get("loss", float("nan")), rate, eta)
-    self.sums, self.seen, self.t_last = {}, 0, now
+    self.steps_log.append({"step": step, "epoch": epoch + 1,
+                           **{f"train_{k}": v for k, v in means.items()}})
+    logging.info("%s: step %d/%d (epoch %d) loss %.4f, %.0f images/s", name, step,
+                 self.run.total_steps, epoch + 1, means.get("loss", float("nan")), rate)
+    self.t_last = now
 
 
 # ---------------------------------------------------------------------------
@@ -337,6 +359,7 @@ class LoopConfig:
   log_every_steps: int = 50
   num_devices: int | None = None
   eval_every_epochs: int = 1
+  profile: bool = False
 
   def __post_init__(self):
     """One-line errors before any work: a 0 interval would divide by zero after a step, and
@@ -345,6 +368,8 @@ class LoopConfig:
                  "log_every_steps", "eval_every_epochs"):
       utils.check_int(getattr(self, name), name, 1)
     utils.check_int(self.seed, "seed", 0)
+    if not isinstance(self.profile, bool):
+      raise ValueError(f"profile must be True or False, got {self.profile!r}")
 
 
 def loop_config(config: ml_collections.ConfigDict, **overrides: Any) -> LoopConfig:
@@ -357,10 +382,12 @@ def loop_config(config: ml_collections.ConfigDict, **overrides: Any) -> LoopConf
 
 @dataclasses.dataclass
 class FitResult:
-  """What `fit` returns: the final state, the per-epoch log, and the step it resumed from."""
+  """What `fit` returns: the final state, the per-epoch log, the step it resumed from, and the
+  log-point entries ({"step", "epoch", "train_loss", ...}: per-step with log_every_steps=1)."""
   state: Any
   history: list[dict[str, float]]
   resumed_from_step: int
+  steps: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,20 +398,24 @@ class _Run:
   mesh: Mesh
   step_fn: Callable
   step_args: tuple
-  images: np.ndarray
-  labels: np.ndarray
+  stream: Any
+  rows: slice
   steps_per_epoch: int
   total_steps: int
   metrics_path: str
   eval_fn: Callable[[Any], Mapping[str, float]] | None
 
 
-def _jit_step(train_step: Callable) -> Callable:
-  """`train_step` jitted with the state donated, unless it is jitted already.
+def _jit_step(train_step: Callable, mesh: Mesh, num_step_args: int) -> Callable:
+  """`train_step` jitted with the state donated and explicit shardings, unless jitted already.
+
+  Ours: the state, key and `step_args` replicated, the batch split over the
+  mesh's "data" axis; the new state and the metrics replicated.
 
   A step that is jitted already (has `.lower`), or a `functools.partial` of
   one (e.g. a module-level `jax.jit` step with its static description bound),
-  is used as it is: it keeps its own compilation cache, so every stage with
+  is used as it is (it donates its state itself; its inputs arrive with the
+  shardings above): it keeps its own compilation cache, so every stage with
   the same shapes reuses one compilation. Wrapping it in a new `jax.jit`
   would compile once per stage. The state's `apply_fn` and `tx` are part of
   its tree structure, hence of that cache's key: stages that should share a
@@ -393,21 +424,35 @@ def _jit_step(train_step: Callable) -> Callable:
   inner = train_step.func if isinstance(train_step, functools.partial) else train_step
   if hasattr(inner, "lower"):
     return train_step
-  return jax.jit(train_step, donate_argnums=(0,))
+  repl, data = distributed.replicated(mesh), distributed.data_sharding(mesh)
+  return jax.jit(train_step, in_shardings=(repl, data, repl) + (repl,) * num_step_args,
+                 out_shardings=(repl, repl), donate_argnums=(0,))
 
 
-def _resume(run: _Run, ckpt_dir: str, state: Any) -> tuple[Any, list[dict[str, float]], int]:
-  """(state, history, step) from the latest checkpoint, or the initial state at step 0."""
+def _resume(run: _Run, ckpt_dir: str, state: Any) -> tuple[Any, list, list, int]:
+  """(state, epoch history, step log, step) from the latest checkpoint, or the initial state.
+
+  Every process restores (orbax coordinates the read); `state` is the target
+  whose shardings the restored arrays take.
+  """
   restored = checkpoints.restore_latest(ckpt_dir, state)
   if restored is None:
-    return state, [], 0
+    return state, [], [], 0
   state, resumed_from = restored
-  history = []
+  history, steps_log = [], []
   if os.path.exists(run.metrics_path):
-    history = [h for h in utils.read_json(run.metrics_path)["epochs"]
-               if h["epoch"] * run.steps_per_epoch <= resumed_from]
+    log = utils.read_json(run.metrics_path)
+    history = [h for h in log["epochs"] if h["epoch"] * run.steps_per_epoch <= resumed_from]
+    steps_log = [s for s in log.get("steps", []) if s["step"] <= resumed_from]
   logging.info("%s: resumed from step %d of %d", run.name, resumed_from, run.total_steps)
-  return state, history, resumed_from
+  return state, history, steps_log, resumed_from
+
+
+def _write_log(run: _Run, history: list, steps_log: list) -> None:
+  """`workdir/metrics/<name>.json` (process 0): per-epoch records and log-point entries."""
+  if distributed.is_main_process():
+    utils.write_json_atomic(run.metrics_path,
+                            {"name": run.name, "epochs": history, "steps": steps_log})
 
 
 def _end_of_epoch(run: _Run, writer: Any, state: Any, step: int, epoch: int,
@@ -425,47 +470,71 @@ def _end_of_epoch(run: _Run, writer: Any, state: Any, step: int, epoch: int,
   return record
 
 
-def _train_epoch(run: _Run, state: Any, step: int, mngr: Any, progress: _ProgressLog,
+def _train_epoch(run: _Run, state: Any, step: int, mngr: Any, progress: _Progress,
                  history: list[dict[str, float]]) -> tuple[Any, int]:
-  """Trains from `step` to the end of its epoch; checkpoints and logs on the way."""
+  """Trains from `step` to the end of its epoch; checkpoints and logs on the way.
+
+  The host never waits for a step's metrics: they are summed on the devices
+  and fetched at log lines and at the epoch's end. Batches arrive through
+  `distributed.device_batches`, the next one already on its way.
+  """
   epoch, start_batch = divmod(step, run.steps_per_epoch)
   base_key = jax.random.PRNGKey(run.cfg.seed)
-  sums: dict[str, float] = {}
-  for host_batch in data_lib.batches(run.images, run.labels, run.cfg.batch_size, shuffle=True,
-                                     seed=run.cfg.seed, epoch=epoch, start_batch=start_batch):
-    batch = shard_batch(host_batch, run.mesh)
-    key = jax.random.fold_in(base_key, step)
+  key_fn = _key_fn(run.mesh)
+  local = run.stream.local_batches(run.cfg.batch_size, run.rows, seed=run.cfg.seed,
+                                   epoch=epoch, start_batch=start_batch)
+  for batch in distributed.device_batches(local, run.mesh, run.cfg.batch_size):
+    key = key_fn(base_key, np.uint32(step))
     state, metrics = run.step_fn(state, batch, key, *run.step_args)
     step += 1
-    metrics = jax.device_get(metrics)
-    _accumulate(sums, metrics)
-    progress.add(step, epoch, metrics)
+    progress.step_done(step, epoch, metrics)
     if step % run.cfg.checkpoint_every_steps == 0 or step == run.total_steps:
-      checkpoints.save_step(mngr, step, state)
-  history.append(_end_of_epoch(run, progress.writer, state, step, epoch, sums))
-  utils.write_json_atomic(run.metrics_path, {"name": run.name, "epochs": history})
+      checkpoints.save_step(mngr, step, state)  # every process takes part
+      _write_log(run, history, progress.steps_log)
+  history.append(_end_of_epoch(run, progress.writer, state, step, epoch,
+                               progress.sums.take_epoch()))
+  _write_log(run, history, progress.steps_log)
   return state, step
 
 
+def _stream(images: np.ndarray | None, labels: np.ndarray | None, stream: Any) -> Any:
+  """The training data as a stream: `stream`, or (images, labels) held in memory."""
+  if stream is None:
+    if images is None or labels is None:
+      raise ValueError("fit needs images and labels, or a stream")
+    return batching.ArrayStream(images, labels)
+  if images is not None or labels is not None:
+    raise ValueError("fit takes images and labels or a stream, not both")
+  return stream
+
+
 def fit(*, name: str, workdir: str, state: Any, train_step: Callable[..., tuple[Any, Metrics]],
-        images: np.ndarray, labels: np.ndarray, cfg: LoopConfig,
-        eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
+        cfg: LoopConfig, images: np.ndarray | None = None, labels: np.ndarray | None = None,
+        stream: Any = None, eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
         lr_fn: optax.Schedule | None = None, step_args: Sequence[Any] = ()) -> FitResult:
   """Trains `state` with `train_step` for `cfg.num_epochs`, resuming if possible.
 
+  Every process of a multi-process run calls `fit` with the same arguments;
+  the mesh spans all their devices, each feeds its rows of every batch, all
+  join the checkpoints, and process 0 alone writes TensorBoard and the JSON log.
+
   Args:
     name: stage name; checkpoints go to `workdir/checkpoints/<name>`, scalars
-      are prefixed `<name>/`, the epoch log is `workdir/metrics/<name>.json`.
+      are prefixed `<name>/`, the log is `workdir/metrics/<name>.json`
+      ({"epochs": per-epoch records, "steps": one entry per log line}).
     workdir: the run directory.
     state: the initial state (a pytree with an integer `.step`).
     train_step: pure `(state, batch, key, *step_args) -> (state, summed
-      metrics)` with a "count" entry; jitted here (state donated) unless it is
-      jitted already (see `_jit_step`).
+      metrics)` with a "count" entry; jitted here (state donated, explicit
+      shardings) unless it is jitted already (see `_jit_step`).
+    cfg: loop knobs.
     images: (N, H, W, C) training images (or any (N, ...) rows); batches are
       {"image", "label", "mask"} dicts of `cfg.batch_size` rows (the last
       padded and masked).
     labels: (N,) int labels.
-    cfg: loop knobs.
+    stream: instead of images and labels, an object with `num_batches(batch_size)`
+      and `local_batches(batch_size, rows, *, seed, epoch, start_batch)`, e.g.
+      `data.sources.TfdsStream` (read in shards, never whole).
     eval_fn: called with the state after each `eval_every_epochs`, returns
       scalars (e.g. {"test_accuracy": ...}) that are logged and recorded.
     lr_fn: schedule to log the learning rate from.
@@ -474,23 +543,25 @@ def fit(*, name: str, workdir: str, state: Any, train_step: Callable[..., tuple[
       on the mesh like the state.
 
   Returns:
-    FitResult with the final state, per-epoch history and the resumed step.
+    FitResult with the final state, per-epoch history, the resumed step and
+    the log-point entries.
   """
+  stream = _stream(images, labels, stream)
   mesh = make_mesh(cfg.num_devices)
   check_batch_size(cfg.batch_size, mesh)
-  steps_per_epoch = data_lib.num_batches(len(images), cfg.batch_size)
-  run = _Run(name=name, cfg=cfg, mesh=mesh, step_fn=_jit_step(train_step),
-             step_args=replicate(tuple(step_args), mesh), images=images, labels=labels,
-             steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * cfg.num_epochs,
+  steps_per_epoch = stream.num_batches(cfg.batch_size)
+  run = _Run(name=name, cfg=cfg, mesh=mesh, step_fn=_jit_step(train_step, mesh, len(step_args)),
+             step_args=replicate(tuple(step_args), mesh), stream=stream,
+             rows=distributed.local_rows(mesh, cfg.batch_size), steps_per_epoch=steps_per_epoch,
+             total_steps=steps_per_epoch * cfg.num_epochs,
              metrics_path=os.path.join(workdir, "metrics", f"{name}.json"), eval_fn=eval_fn)
   ckpt_dir = checkpoints.stage_dir(workdir, name)
-  state, history, resumed_from = _resume(run, ckpt_dir, state)
-  state = replicate(state, mesh)
+  state, history, steps_log, resumed_from = _resume(run, ckpt_dir, replicate(state, mesh))
   if resumed_from >= run.total_steps:
     logging.info("%s: already trained (%d steps)", name, resumed_from)
-    return FitResult(state, history, resumed_from)
+    return FitResult(state, history, resumed_from, steps_log)
   writer = create_writer(os.path.join(workdir, "tensorboard", name))
-  progress = _ProgressLog(name, writer, lr_fn, run.total_steps, cfg.log_every_steps)
+  progress = _Progress(run, writer, lr_fn, steps_log, os.path.join(workdir, "profile", name))
   step = resumed_from
   with checkpoints.manager(ckpt_dir, cfg.keep_checkpoints) as mngr:
     while step < run.total_steps:
@@ -498,7 +569,13 @@ def fit(*, name: str, workdir: str, state: Any, train_step: Callable[..., tuple[
     mngr.wait_until_finished()
   checkpoints.prune_finished(ckpt_dir, run.total_steps)
   writer.flush()
-  return FitResult(state, history, resumed_from)
+  return FitResult(state, history, resumed_from, steps_log)
+
+
+@functools.lru_cache(maxsize=None)
+def _jit_eval(eval_step: Callable, mesh: Mesh) -> Callable:
+  """`eval_step` jitted once per mesh, its summed metrics replicated."""
+  return jax.jit(eval_step, out_shardings=distributed.replicated(mesh))
 
 
 def evaluate_arrays(eval_step: Callable[[Any, Batch], Metrics], state: Any,
@@ -506,9 +583,10 @@ def evaluate_arrays(eval_step: Callable[[Any, Batch], Metrics], state: Any,
                     mesh: Mesh | None = None) -> dict[str, float]:
   """Means of a summed-metrics `eval_step` over all of (images, labels).
 
-  Uses the padded, masked batches of `data.sources.batches` (the same as
+  Uses the padded, masked batches of `data.batching.batches` (the same as
   training), so the step sees one shape and its masked sums count real rows
-  only; each batch is sharded over `mesh`.
+  only; each process feeds its rows of every batch; the sums stay on the
+  devices until the end.
 
   Args:
     eval_step: `(state, batch) -> summed metrics` with a "count" entry; jitted
@@ -516,15 +594,17 @@ def evaluate_arrays(eval_step: Callable[[Any, Batch], Metrics], state: Any,
     state: passed to every call.
     images: (N, H, W, C); labels: (N,) int.
     batch_size: rows per call, a multiple of the mesh's devices.
-    mesh: default: all local devices.
+    mesh: default: `make_mesh()`.
 
   Returns:
     The means of `summarize` (e.g. {"loss", "accuracy"}).
   """
   mesh = mesh or make_mesh()
   check_batch_size(batch_size, mesh)
-  step = jax.jit(eval_step)
-  sums: dict[str, float] = {}
-  for host_batch in data_lib.batches(images, labels, batch_size, shuffle=False):
-    _accumulate(sums, jax.device_get(step(state, shard_batch(host_batch, mesh))))
-  return summarize(sums)
+  step = _jit_eval(eval_step, mesh)
+  sums = distributed.DeviceSums(mesh)
+  local = data_lib.batches(images, labels, batch_size, shuffle=False,
+                           rows=distributed.local_rows(mesh, batch_size))
+  for batch in distributed.device_batches(local, mesh, batch_size):
+    sums.add(step(state, batch))
+  return summarize(sums.take_epoch())

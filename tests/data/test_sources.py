@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxconcepts import data
+from jaxconcepts.data import sources
 
 FASHION_DIR = data.DEFAULT_IDX_DIRS["fashion_mnist"]
 
@@ -298,6 +299,82 @@ def test_tfds_load_arguments_and_conversion(monkeypatch):
   np.testing.assert_array_equal(
       ds.test_images,
       data.resize_nearest(raw["test"], 32).astype(np.float32) / 255)
+
+# ---------------------------------------------------------------------------
+# TFDS as a stream: a tiny MNIST-shaped data set prepared offline in tmp.
+
+_STREAM_N = 21  # two shards of 10, one example dropped
+
+
+@pytest.fixture(scope="module")
+def tiny_tfds_dir(tmp_path_factory):
+  """A data_dir holding a prepared "mnist" 3.0.1 whose train image i has pixel (0, 0) = i.
+
+  Built by a builder that is not registered (TFDS's own MNIST builder then reads
+  the files: prepared, so nothing is downloaded).
+  """
+  tfds = pytest.importorskip("tensorflow_datasets")
+
+  class TinyMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Ids in pixel (0, 0); label = id % 10."""
+    # A one-part module name: TFDS then looks for no source file of the builder (that lookup
+    # needs `importlib_resources`, which tensorflow-datasets does not install).
+    __module__ = "tiny_mnist"
+    name = "mnist"
+    VERSION = tfds.core.Version("3.0.1")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, supervised_keys=("image", "label"),
+                                   features=tfds.features.FeaturesDict({
+                                       "image": tfds.features.Image(shape=(28, 28, 1)),
+                                       "label": tfds.features.ClassLabel(num_classes=10)}))
+
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      return {"train": self._generate_examples(_STREAM_N), "test": self._generate_examples(3)}
+
+    def _generate_examples(self, n):
+      for i in range(n):
+        image = np.zeros((28, 28, 1), np.uint8)
+        image[0, 0, 0] = i
+        yield i, {"image": image, "label": i % 10}
+
+  path = str(tmp_path_factory.mktemp("tfds"))
+  TinyMnist(data_dir=path).download_and_prepare()
+  return path
+
+
+def _stream_ids(data_dir, process, epoch, start_batch=0, seed=0):
+  stream = sources.TfdsStream("mnist", data_dir=data_dir, image_size=None, process_index=process,
+                           process_count=2)
+  out = []
+  for b in stream.local_batches(8, None, seed=seed, epoch=epoch, start_batch=start_batch):
+    assert b["image"].shape == (4, 28, 28, 1) and b["image"].dtype == np.float32
+    ids = np.rint(b["image"][:, 0, 0, 0] * 255).astype(int)
+    np.testing.assert_array_equal(b["label"][b["mask"]], ids[b["mask"]] % 10)
+    out.append(ids[b["mask"]].tolist())
+  return out
+
+
+def test_tfds_stream_shards_are_disjoint_deterministic_and_resumable(tiny_tfds_dir):
+  stream = sources.TfdsStream("mnist", data_dir=tiny_tfds_dir, process_index=0, process_count=2)
+  assert (stream.shard_size, stream.num_examples, stream.num_batches(8)) == (10, 20, 3)
+  shards = [_stream_ids(tiny_tfds_dir, p, epoch=0) for p in (0, 1)]
+  for batches in shards:
+    assert [len(b) for b in batches] == [4, 4, 2]  # the last batch padded and masked
+  flat = [i for batches in shards for b in batches for i in b]
+  assert len(flat) == len(set(flat)) == 20 and set(flat) <= set(range(_STREAM_N))
+  assert _stream_ids(tiny_tfds_dir, 0, epoch=0) == shards[0]  # the same epoch again
+  assert _stream_ids(tiny_tfds_dir, 0, epoch=0, start_batch=1) == shards[0][1:]  # resumed
+  other = _stream_ids(tiny_tfds_dir, 0, epoch=1)
+  assert other != shards[0] and sorted(sum(other, [])) == sorted(sum(shards[0], []))
+
+
+def test_tfds_stream_rejects_a_batch_the_processes_cannot_split(tiny_tfds_dir):
+  stream = sources.TfdsStream("mnist", data_dir=tiny_tfds_dir, process_index=0, process_count=2)
+  with pytest.raises(ValueError, match="batch_size 7 must split evenly over the 2 processes"):
+    next(stream.local_batches(7, None, seed=0, epoch=0))
+
 
 
 # ---------------------------------------------------------------------------

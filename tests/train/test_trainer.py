@@ -16,6 +16,7 @@ import pytest
 from jaxconcepts.programs import classifier
 from jaxconcepts.programs import cli
 from jaxconcepts.models import classifiers as models
+from jaxconcepts.train import distributed
 from jaxconcepts.train import trainer as training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,7 +50,7 @@ def test_unknown_optimizer_is_rejected():
     training.create_optimizer("rmsprop", 0.1)
 
 
-def _fit_small(workdir, num_devices, steps=3):
+def _fit_small(workdir, num_devices, steps=3, log_every_steps=1, num_epochs=1):
   rng = np.random.default_rng(0)
   images = rng.uniform(size=(48, 32, 32, 1)).astype(np.float32)
   labels = rng.integers(0, 4, size=48).astype(np.int32)
@@ -57,8 +58,8 @@ def _fit_small(workdir, num_devices, steps=3):
   variables = models.init_variables(model, jax.random.PRNGKey(0), (32, 32, 1))
   tx = training.create_optimizer("sgd", 0.1, momentum=0.9)
   state = training.create_train_state(model.apply, variables, tx)
-  cfg = training.LoopConfig(num_epochs=1, batch_size=16, num_devices=num_devices,
-                            checkpoint_every_steps=100, log_every_steps=1)
+  cfg = training.LoopConfig(num_epochs=num_epochs, batch_size=16, num_devices=num_devices,
+                            checkpoint_every_steps=100, log_every_steps=log_every_steps)
   return training.fit(name="c", workdir=str(workdir), state=state,
                       train_step=training.classifier_train_step, images=images,
                       labels=labels, cfg=cfg)
@@ -70,16 +71,35 @@ def test_one_and_eight_devices_give_the_same_losses(tmp_path):
   eight = _fit_small(tmp_path / "eight", 8)
   np.testing.assert_allclose(one.history[-1]["train_loss"], eight.history[-1]["train_loss"],
                              rtol=1e-5)
+  assert [s["step"] for s in one.steps] == [s["step"] for s in eight.steps] == [1, 2, 3]
+  np.testing.assert_allclose([s["train_loss"] for s in one.steps],
+                             [s["train_loss"] for s in eight.steps], rtol=1e-5)
+  # Three full batches of 16: the epoch's loss is the mean of the per-step losses.
+  np.testing.assert_allclose(np.mean([s["train_loss"] for s in one.steps]),
+                             one.history[-1]["train_loss"], rtol=1e-5)
   for a, b in zip(jax.tree.leaves(one.state.params), jax.tree.leaves(eight.state.params)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
   assert len(eight.state.params["logits"]["kernel"].sharding.device_set) == 8
+
+
+def test_metrics_reach_the_host_only_at_log_lines_and_epoch_ends(tmp_path, monkeypatch):
+  fetches = []
+  fetch = distributed.DeviceSums._fetch  # pylint: disable=protected-access
+  monkeypatch.setattr(distributed.DeviceSums, "_fetch",
+                      staticmethod(lambda sums: fetches.append(1) or fetch(sums)))
+  result = _fit_small(tmp_path, 1, log_every_steps=100, num_epochs=2)
+  # 6 steps: 2 epoch ends and one log line (the last step), not one fetch per step.
+  assert len(fetches) == 3
+  assert [s["step"] for s in result.steps] == [6]
+  assert [h["step"] for h in result.history] == [3, 6]
 
 
 def test_fit_writes_checkpoint_and_metrics_and_skips_when_done(tmp_path):
   first = _fit_small(tmp_path, 1)
   assert os.path.isdir(tmp_path / "checkpoints" / "c" / "3")
   with open(tmp_path / "metrics" / "c.json") as f:
-    assert json.load(f)["epochs"][0]["step"] == 3
+    log = json.load(f)
+  assert log["epochs"][0]["step"] == 3 and [s["step"] for s in log["steps"]] == [1, 2, 3]
   again = _fit_small(tmp_path, 1)
   assert again.resumed_from_step == 3
   for a, b in zip(jax.tree.leaves(first.state.params), jax.tree.leaves(again.state.params)):
