@@ -33,7 +33,7 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any, Callable, Hashable, Mapping, NamedTuple
+from typing import Any, Callable, Hashable, Mapping, NamedTuple, Sequence
 
 from absl import logging
 import flax.linen as nn
@@ -424,10 +424,12 @@ def search_crops(run: Run, preds: np.ndarray, classes: tuple[ev.ClassResult, ...
   return crops
 
 
-def _stitch(run: Run, top1: np.ndarray) -> tuple[np.ndarray, bool]:
-  """Stitched images of (B, k, ch, cw, C) top crops, in the run's layout."""
+def _stitch(run: Run, top1: np.ndarray, hits: Sequence[crops_lib.CropHits]
+            ) -> tuple[np.ndarray, bool]:
+  """Stitched images of (B, k, ch, cw, C) top crops (B hits of k concepts), in the run's layout."""
+  positions = (np.stack([h.row[:, 0] for h in hits]), np.stack([h.col[:, 0] for h in hits]))
   return crops_lib.stitched_images(top1, run.info.layout, run.info.geometry, model=run.model,
-                                   variables=run.variables,
+                                   variables=run.variables, positions=positions,
                                    fill=float(run.config.stitch_fill))
 
 
@@ -444,7 +446,8 @@ def stitch_test(run: Run, classes: tuple[ev.ClassResult, ...],
     return None
   images, resized = {}, False
   for mode, _ in ev.STITCH_MODES:
-    images[mode], resized = _stitch(run, np.stack([crops[c].crops[mode][:, 0] for c in ok]))
+    images[mode], resized = _stitch(run, np.stack([crops[c].crops[mode][:, 0] for c in ok]),
+                                    [crops[c].hits[mode] for c in ok])
   both = _predict_probs(run, np.concatenate([images["all"], images["exclude"]]))
   probs = {"all": both[:len(ok)], "exclude": both[len(ok):]}
   missing = {mode: np.array([int((crops[c].hits[mode].image[:, 0] < 0).sum()) for c in ok])
@@ -455,7 +458,7 @@ def stitch_test(run: Run, classes: tuple[ev.ClassResult, ...],
 def _contrast_pair(run: Run, preds: np.ndarray, images_b: np.ndarray, a: int, b: int,
                    concepts: cl.ConceptSet, cc: crops_lib.ConceptCrops) -> ev.PairResult:
   """The stitched test and the bias probe of one pair's contrast concepts."""
-  stitched, _ = _stitch(run, cc.crops["all"][None, :, 0])
+  stitched, _ = _stitch(run, cc.crops["all"][None, :, 0], [cc.hits["all"]])
   probs = _predict_probs(run, stitched)[0]
   src, from_a, patches = ct.probe_crops(cc.hits["all"], cc.crops["all"], cc.hits["only"],
                                         cc.crops["only"])
