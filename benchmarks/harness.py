@@ -26,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -78,6 +79,9 @@ def child_env(threads: int | None) -> dict[str, str]:
     if threads is not None:
       env[var] = str(threads)
   env["PYTHONPATH"] = os.pathsep.join([HERE, ROOT, env.get("PYTHONPATH", "")])
+  # Rounds 2.. reuse round 1's XLA compilations (compile time is not what is timed).
+  env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+      tempfile.gettempdir(), "jaxconcepts-bench-xla-cache"))
   return env
 
 
@@ -162,9 +166,10 @@ def run_workload(workload, *, quick: bool, rounds: int, data_dir: str,
                  results_dir: str = RESULTS_DIR, log=print) -> dict:
   """All rounds of one workload; writes and returns its JSON record.
 
-  `workload` is a module with NAME, TITLE, sides(quick, prepared) -> [Side], and
-  optionally PREPARE ("module:function"), agree(ctx, outputs) -> dict, summary(record)
-  -> dict, WARMUP, CALLS, TIMEOUT_S.
+  `workload` is a namespace with NAME, TITLE, EXPECTED_S, sides(quick, prepared) ->
+  [Side], and optionally PREPARE ("module:function"), agree(ctx, outputs) -> dict,
+  extra(record) -> dict (added to the summary), UNITS (name, count per call), WARMUP,
+  CALLS, TIMEOUT_S.
   """
   os.makedirs(data_dir, exist_ok=True)
   timeout = getattr(workload, "TIMEOUT_S", 900)
@@ -203,6 +208,8 @@ def run_workload(workload, *, quick: bool, rounds: int, data_dir: str,
             "agreement": workload.agree(ctx, outputs) if hasattr(workload, "agree") else {},
             "machine": machine_info(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
   record["summary"] = summarize(record, getattr(workload, "UNITS", None))
+  if hasattr(workload, "extra"):
+    record["summary"].update(workload.extra(record))
   os.makedirs(results_dir, exist_ok=True)
   with open(os.path.join(results_dir, f"{workload.NAME}.json"), "w") as f:
     json.dump(record, f, indent=1, default=float)

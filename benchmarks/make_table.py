@@ -25,8 +25,9 @@ def _agreement(rec: dict) -> str:
   if all(isinstance(v, dict) and "reached_target" in v for v in agr.values()):
     bad = [k for k, v in agr.items() if not v["reached_target"]]
     return "every side reached the target" if not bad else "missed: " + ", ".join(bad)
-  return "; ".join(f"{k} {v:.2g}" if isinstance(v, float) else f"{k} {v}"
+  text = "; ".join(f"{k} {v:.2g}" if isinstance(v, float) else f"{k} {v}"
                    for k, v in agr.items())
+  return text.replace("|", "\\|")  # a literal bar inside a markdown cell
 
 
 def _iterations(rec: dict) -> str:

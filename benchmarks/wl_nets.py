@@ -125,7 +125,8 @@ def _w2_sides(classes):
     del prepared
     cut = 0 if quick or classes <= 20 else 495
     sk_cut = 8 if quick else 40
-    return [Side("ours", "wl_nets:w2_ours", True, None, {"classes": classes}),
+    return [Side("ours", "wl_nets:w2_ours", True, None, {"classes": classes},
+                 calls=1 if classes > 20 else None),
             Side("torch_loop_t1", "wl_nets:w2_torch", False, 1,
                  {"classes": classes, "max_pairs": cut}, warmup=0, calls=1),
             Side("torch_loop_t2", "wl_nets:w2_torch", False, 2,
@@ -375,27 +376,28 @@ def vgg_torch(ctx, backward: bool, channels_last: bool):
 
 
 def _w(name, title, sides, expected_s, **kw):
+  kw = {"WARMUP": 1, "CALLS": 2, **kw}
   return types.SimpleNamespace(NAME=name, TITLE=title, sides=sides, EXPECTED_S=expected_s,
-                               WARMUP=1, CALLS=2, **kw)
+                               **kw)
 
 
 WORKLOADS = [
-    _w("W2_C20", "W2 pairwise, C = 20 (190 pairs)", _w2_sides(20), 80,
+    _w("W2_C20", "W2 pairwise, C = 20 (190 pairs)", _w2_sides(20), 90,
        agree=lambda ctx, o: w2_agree(ctx, o), UNITS=("pairs", 190)),
     _w("W2_C100", "W2 pairwise, C = 100 (4950 pairs; torch loop on 495, scaled)",
-       _w2_sides(100), 150, agree=lambda ctx, o: w2_agree(ctx, o), UNITS=("pairs", 4950)),
-    _w("W3", "W3 DeepLift + SmoothGrad, 60 images (calibrated-BN VGG)", _w3_sides, 120,
+       _w2_sides(100), 170, agree=lambda ctx, o: w2_agree(ctx, o), UNITS=("pairs", 4950)),
+    _w("W3", "W3 DeepLift + SmoothGrad, 60 images (calibrated-BN VGG)", _w3_sides, 150,
        PREPARE="wl_nets:w3_prepare", agree=lambda ctx, o: _max_rel(o, "attr"),
        UNITS=("images", 60)),
     _w("W4", "W4 decoder training, 50 steps of batch 128", lambda q, p: [
         Side("ours", "wl_nets:w4_ours", True)] + _torch_layout_sides("wl_nets:w4_torch"),
-       150, agree=w4_agree, UNITS=("images", W4_STEPS * W4_BATCH)),
+       170, agree=w4_agree, UNITS=("images", W4_STEPS * W4_BATCH), CALLS=1),
     _w("VGG_fwd", "VGG forward, batch 1200 (eval)", lambda q, p: [
         Side("ours", "wl_nets:vgg_ours", True, None, {"backward": False})]
-       + _torch_layout_sides("wl_nets:vgg_torch", {"backward": False}), 60,
+       + _torch_layout_sides("wl_nets:vgg_torch", {"backward": False}), 80,
        agree=lambda ctx, o: _max_rel(o, "logits"), UNITS=("images", VGG_BATCH)),
     _w("VGG_fwdbwd", "VGG forward+backward, batch 1200 (train)", lambda q, p: [
         Side("ours", "wl_nets:vgg_ours", True, None, {"backward": True})]
-       + _torch_layout_sides("wl_nets:vgg_torch", {"backward": True}), 90,
+       + _torch_layout_sides("wl_nets:vgg_torch", {"backward": True}), 130,
        UNITS=("images", VGG_BATCH)),
 ]

@@ -14,6 +14,10 @@ initial factors (:func:`fit`) and the fit of ``w`` for fixed ``h``
   ``(previous_error - error) / error_at_init < tol``; ``tol=0`` runs exactly
   ``max_iter`` iterations. All inside ``lax.while_loop``.
 
+* ``Form.solver`` ``"amu"`` / ``"hals"`` (Gillis & Glineur 2012): the same loop and
+  test, but each iteration updates ``w`` several times from one ``a @ h.T`` and
+  ``h @ h.T``, then ``h`` from one ``w.T @ a`` (:func:`_accelerated_iteration`).
+
 One iteration is two full products, ``a @ h.T`` (to update ``w``) and
 ``w_new.T @ a`` (to update ``h``); the exact error is computed in row blocks
 of ``a`` without forming ``w @ h``. How the two products are laid out is a
