@@ -191,7 +191,8 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     return False
   if address is None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # an embedded Ray reports nothing
-  ray.init(address=address, num_cpus=None if address else num_cpus,
+  # "local": a new Ray of this process, never one found on the machine (RAY_ADDRESS, `ray start`).
+  ray.init(address=address or "local", num_cpus=None if address else num_cpus,
            include_dashboard=False, log_to_driver=False, logging_level="warning")
   return address is None
 

@@ -14,9 +14,9 @@ from jaxconcepts.programs import sweep_trial
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
-# The digits quickstart, tiny: 1 epoch on 128 images (a trial is mostly JAX start-up and
-# compilation); every trial of the sweep gets these.
-TINY = {"data.max_train": 128, "data.max_test": 64, "eval_batch_size": 64}
+# The digits quickstart, tiny: 1 epoch on 128 images, one device (a trial is mostly JAX
+# start-up and compilation); every trial of the sweep gets these.
+TINY = {"data.max_train": 128, "data.max_test": 64, "eval_batch_size": 64, "num_devices": 1}
 
 
 def _write_config(path, body: str) -> str:
@@ -169,6 +169,15 @@ def test_four_trial_quickstart_sweep_completes_and_a_rerun_starts_no_trial(tmp_p
   assert again["started"] == 0 and _attempts(again) == [1, 1, 1, 1]
   assert [r["test_accuracy"] for r in again["rows"]] == [
       r["test_accuracy"] for r in summary["rows"]]
+  # A trial cut off after training (no evaluate results) runs again from its checkpoint.
+  cut = summary["rows"][2]["workdir"]
+  os.remove(os.path.join(cut, sweep_trial.METRICS_FILE))
+  resumed = sweep.run(QUICKSTART + ":epochs=1", workdir, base_overrides=TINY, num_cpus=2)
+  assert resumed["started"] == 1 and _attempts(resumed) == [1, 1, 2, 1]
+  assert resumed["finished"] == 4
+  with open(os.path.join(cut, sweep_trial.LOG_FILE)) as f:
+    second_attempt = f.read().split("--- attempt 2")[1]
+  assert "classifier: already trained (2 steps)" in second_attempt
 
 
 @pytest.mark.slow
