@@ -8,7 +8,7 @@ one), in a temporary folder:
 1. the quickstart classifier on digits (1 epoch, 256 / 128 images) and its
    evaluation;
 2. the quick concepts program on that classifier;
-3. a trimmed quick ClaDec program (two layers, one epoch per stage).
+3. a trimmed quick ClaDec program (the planted set, two layers, one epoch per stage).
 
 and writes every results table to OUT.json ({program/stem: {table: rows}}).
 `tests/programs/test_golden.py` reruns the same with the current code and
@@ -34,10 +34,11 @@ CLASSIFIER = ["--config=configs/quickstart.py", "--config.num_epochs=1",
               "--config.data.max_train=256", "--config.data.max_test=128"]
 CONCEPTS = ["--config=configs/concepts.py:quick", "--config.max_images=160",
             "--config.n_images_per_class=8", "--config.n_samples=2", "--config.epochs=20"]
-# The quick ClaDec config trimmed to one vector and one spatial layer (also the end-to-end test's).
+# The quick ClaDec config (the planted set) trimmed to one vector and one spatial layer (also
+# the end-to-end test's); the neuron subsets at the spatial one (the logits have 6 channels).
 CLADEC_OVERRIDES = [
     "--config.layers=(-1, -5)", "--config.alpha_layer=-1", "--config.alphas=(0.5, 0.0)",
-    "--config.subsets.layer=-1", "--config.subsets.nested=(4,)",
+    "--config.subsets.layer=-5", "--config.subsets.nested=(4,)",
     "--config.subsets.disjoint_size=4", "--config.subsets.disjoint_count=2",
     "--config.classifier_epochs=(0, 1)", "--config.classifier_epochs_layer=-1",
     "--config.occlusion.layers=(-1, -5)", "--config.occlusion.n_images=32",

@@ -5,9 +5,11 @@ The first recording (commit b595c68) came from the flat-module code (e5a7db7),
 before any file moved, and the restructured code matched it. It was recorded
 again after the intentional result changes of issue 16 (health columns, the
 decoder's clip output, per-seed batch orders, sample std, Table 6 runs, the
-concepts fixes). This test runs the same three small programs with the current
-code and compares every table value (numbers to rtol 1e-3 / atol 1e-4,
-everything else exactly): a change of results must be deliberate.
+concepts fixes), and its ClaDec entries again when the quick ClaDec run moved from
+the digits to the planted-concepts set (with its `cladec_planted_parts` table).
+This test runs the same three small programs with the current code and compares
+every table value (numbers to rtol 1e-3 / atol 1e-4, everything else exactly): a
+change of results must be deliberate.
 """
 
 import json
