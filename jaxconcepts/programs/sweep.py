@@ -213,10 +213,12 @@ def _progress_callback(total: int) -> Any:
   from ray import tune  # pylint: disable=g-import-not-at-top
 
   class _Progress(tune.Callback):
+    started = 0
 
     def on_trial_start(self, iteration, trials, trial, **info):
-      logging.info("sweep: trial %s started (%d running of %d)", trial.config["trial"],
-                   sum(t.status == "RUNNING" for t in trials), total)
+      self.started += 1
+      logging.info("sweep: trial %s started (%d of %d)", trial.config["trial"], self.started,
+                   total)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
       result = trial.last_result or {}
@@ -277,14 +279,17 @@ def _row(trial: Trial, metric: str) -> dict[str, Any]:
 
 
 def _choose_metric(trials: Sequence[Trial], wanted: str) -> str:
-  """`wanted`, or else the first metric of the first finished trial ("" if none)."""
-  if wanted:
-    return wanted
-  for t in trials:
-    done = sweep_trial.read_metrics(t.workdir)
-    if done and done["metrics"]:
-      return next(iter(done["metrics"]))
-  return ""
+  """`wanted`, or else the first metric of the first finished trial ("" if none).
+
+  A `wanted` metric that no finished trial has is kept (its column stays empty) and
+  logged with the names evaluate gave.
+  """
+  found = [d["metrics"] for d in map(sweep_trial.read_metrics, (t.workdir for t in trials))
+           if d and d["metrics"]]
+  if found and wanted and not any(wanted in m for m in found):
+    logging.warning("sweep: no trial has the metric %r; evaluate gave %s", wanted,
+                    sorted(found[0]))
+  return wanted or (next(iter(found[0])) if found else "")
 
 
 def run(config_arg: str, workdir: str, *, base_overrides: Mapping[str, Any] | None = None,
@@ -366,13 +371,17 @@ def plot_metric(path: str, rows: Sequence[Mapping[str, Any]], keys: Sequence[str
   for ax, key in zip(axes[0], keys):
     x, labels = _positions([r.get(key) for r in rows])
     y = [r[metric] for r in rows]
-    ax.plot(x, y, "o", alpha=0.6)
+    ax.plot(x, y, "o", alpha=0.6, label="trial")
     xs = sorted(set(x))
-    ax.plot(xs, [sum(b for a, b in zip(x, y) if a == v) / x.count(v) for v in xs], "-")
+    ax.plot(xs, [sum(b for a, b in zip(x, y) if a == v) / x.count(v) for v in xs], "-",
+            label="mean")
     if labels is not None:
       ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
     elif min(x) > 0 and max(x) / min(x) >= 10:
       ax.set_xscale("log")
+    if labels is None and len(xs) <= 8:
+      ax.set_xticks(xs, [f"{v:g}" for v in xs])
+    ax.legend(fontsize=7)
     ax.set_xlabel(key)
     ax.set_ylabel(metric)
   fig.suptitle(f"{metric} over {len(rows)} finished trials")
@@ -462,7 +471,22 @@ def _sweep(argv: Sequence[str]) -> None:
     sys.exit(1)
 
 
+_USAGE = """
+  --address  a Ray cluster (auto, HOST:6379 or ray://HEAD:10001); default: an embedded local Ray
+  --metric   the number of evaluate's result to tabulate and plot (default: the sweep's own)
+  --num_cpus CPUs of the embedded Ray (default: all); each trial takes the sweep's resources
+  --retries  times Ray retries a trial whose worker died (default 0)
+"""
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """cli's flag parsing, with this program's flags added to --help."""
+  if "--help" in argv or "-h" in argv or "--helpshort" in argv:
+    sys.stdout.write(cli.usage(argv) + _USAGE)
+    sys.exit(0)
+  return cli.parse_flags(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
   """`sweep.py`'s main: absl flags (cli's --config/--workdir, and this module's)."""
-  app.run(_sweep, argv=list(argv) if argv is not None else None,
-          flags_parser=cli.parse_flags)
+  app.run(_sweep, argv=list(argv) if argv is not None else None, flags_parser=_parse_flags)
