@@ -9,6 +9,7 @@ The whole config flows from `configs/*.py` into the task named by
 error naming it).
 """
 
+import contextlib
 import difflib
 import importlib.util
 import os
@@ -67,28 +68,31 @@ def _validate(config, workdir: str) -> None:
     concepts.validate_config(config, workdir)
 
 
-def _claim(workdir: str, config, program: str) -> str | None:
-  """Process 0 claims the workdir (run.json, lock); the others of a multi-host run only check."""
-  if distributed.is_main_process():
-    return workdir_lib.claim(workdir, config, program)
-  workdir_lib.check_config(workdir, config, program)
-  return None
+@contextlib.contextmanager
+def _claimed(workdir: str, config, program: str):
+  """Holds the workdir while the program runs: process 0 claims it (run.json, lock) and
+  releases it at the end; the other processes of a multi-host run only check the config."""
+  if not distributed.is_main_process():
+    workdir_lib.check_config(workdir, config, program)
+    yield
+    return
+  lock = workdir_lib.claim(workdir, config, program)
+  try:
+    yield
+  finally:
+    workdir_lib.release_lock(lock)
 
 
 def train_and_evaluate(config, workdir: str):
   """Runs the training task named by `config.task` in `workdir`, which it claims first."""
   _check_task(config.task, TRAIN_TASKS, "train")
   _validate(config, workdir)
-  lock = _claim(workdir, config, "train")
-  try:
+  with _claimed(workdir, config, "train"):
     if config.task == "classifier":
       from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
       return classifier.run(config, workdir)
     from jaxconcepts.programs import cladec as cladec_pipeline  # pylint: disable=g-import-not-at-top
     return cladec_pipeline.train(config, workdir)
-  finally:
-    if lock:
-      workdir_lib.release_lock(lock)
 
 
 def evaluate(config, workdir: str):
@@ -98,8 +102,7 @@ def evaluate(config, workdir: str):
   if config.task in TRAIN_TASKS and not os.path.isdir(workdir):
     raise ValueError(f"workdir {workdir!r} does not exist: nothing was trained there; run "
                      f"train.py with the same --config and --workdir first")
-  lock = _claim(workdir, config, "evaluate")
-  try:
+  with _claimed(workdir, config, "evaluate"):
     if config.task == "classifier":
       from jaxconcepts.programs import classifier  # pylint: disable=g-import-not-at-top
       return classifier.evaluate(config, workdir)
@@ -108,9 +111,6 @@ def evaluate(config, workdir: str):
       return cladec_pipeline.evaluate(config, workdir)
     from jaxconcepts.programs import concepts as concepts_pipeline  # pylint: disable=g-import-not-at-top
     return concepts_pipeline.evaluate(config, workdir)
-  finally:
-    if lock:
-      workdir_lib.release_lock(lock)
 
 
 def config_keys(config) -> list[str]:

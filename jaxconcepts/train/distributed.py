@@ -244,15 +244,21 @@ def device_batches(local_batches: Iterable[Mapping[str, np.ndarray]], mesh: Mesh
     enqueue(1)
 
 
-def replicate(tree: Any, mesh: Mesh) -> Any:
+def replicate(tree: Any, mesh: Mesh, copy: bool = False) -> Any:
   """Places every leaf of `tree` whole on every device of the (global) mesh.
 
   With several processes each process must pass the same values (e.g. the
   same seed's initial weights); each contributes its own devices' copies.
+
+  Args:
+    tree: a pytree of arrays.
+    mesh: the mesh.
+    copy: always new buffers, never `tree`'s own (for a state that a step
+      will donate: the caller's arrays stay valid).
   """
   sharding = replicated(mesh)
   if jax.process_count() == 1:
-    return jax.device_put(tree, sharding)
+    return jax.device_put(tree, sharding, may_alias=False if copy else None)
 
   def put(x):
     host = np.asarray(jax.device_get(x))

@@ -223,9 +223,9 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
   return distributed.to_global({k: np.asarray(v)[rows] for k, v in batch.items()}, mesh, size)
 
 
-def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places every leaf of `tree` on all devices of the mesh."""
-  return distributed.replicate(tree, mesh)
+def replicate(tree: Any, mesh: Mesh, copy: bool = False) -> Any:
+  """Places every leaf of `tree` on all devices of the mesh (`distributed.replicate`)."""
+  return distributed.replicate(tree, mesh, copy)
 
 
 @functools.lru_cache(maxsize=None)
@@ -556,7 +556,9 @@ def fit(*, name: str, workdir: str, state: Any, train_step: Callable[..., tuple[
              total_steps=steps_per_epoch * cfg.num_epochs,
              metrics_path=os.path.join(workdir, "metrics", f"{name}.json"), eval_fn=eval_fn)
   ckpt_dir = checkpoints.stage_dir(workdir, name)
-  state, history, steps_log, resumed_from = _resume(run, ckpt_dir, replicate(state, mesh))
+  # A copy: the step donates it, and the caller's initial state stays valid.
+  state, history, steps_log, resumed_from = _resume(run, ckpt_dir,
+                                                    replicate(state, mesh, copy=True))
   if resumed_from >= run.total_steps:
     logging.info("%s: already trained (%d steps)", name, resumed_from)
     return FitResult(state, history, resumed_from, steps_log)
