@@ -46,12 +46,14 @@ def alpha_stages(plan: cladec_plan.Plan) -> list[str]:
 
 
 def _save_rows(plan: cladec_plan.Plan, state: Any, names: list[str], rows: list[int],
-               step: int) -> None:
-  """Saves rows `rows` of a stacked state as the stages `names[i]` at `step` (their last)."""
+               step: int, group: str) -> None:
+  """Saves rows `rows` of a stacked state as the stages `names[i]` at `step` (their last),
+  then deletes the stacked run's checkpoints (stage `group`), now a copy of them."""
   state = jax.device_get(state)
   for i in rows:
     checkpoints.save(checkpoints.stage_dir(plan.workdir, names[i]), step,
                      cladec.seed_slice(state, i))
+  checkpoints.remove_stage(checkpoints.stage_dir(plan.workdir, group))
 
 
 def train_alpha_grid(plan: cladec_plan.Plan, variables: Any) -> list[str]:
@@ -86,7 +88,7 @@ def train_alpha_grid(plan: cladec_plan.Plan, variables: Any) -> list[str]:
       images=cladec.seed_orders(ds.num_train, plan.seeds), labels=ds.train_labels,
       cfg=cladec_plan.loop_config(plan, epochs), lr_fn=lr_fn)
   _save_rows(plan, result.state, names, todo,
-             epochs * data_lib.num_batches(ds.num_train, c.batch_size))
+             epochs * data_lib.num_batches(ds.num_train, c.batch_size), name)
   cladec_plan.record_stage(plan, name, time.time() - t0, images=ds.num_train, epochs=epochs,
                            seeds=len(plan.seeds), alphas=len(plan.alphas))
   return names
@@ -145,6 +147,6 @@ def train_eval_classifiers(plan: cladec_plan.Plan, kind: str, layer: str,
       images=np.arange(ds.num_train, dtype=np.int32), labels=ds.train_labels,
       cfg=training.loop_config(configs[0]), lr_fn=lr_fn)
   _save_rows(plan, result.state, names, todo,
-             epochs * data_lib.num_batches(ds.num_train, int(ec.batch_size)))
+             epochs * data_lib.num_batches(ds.num_train, int(ec.batch_size)), group)
   cladec_plan.record_stage(plan, group, time.time() - t0, images=ds.num_train, epochs=epochs,
                            seeds=len(plan.seeds))

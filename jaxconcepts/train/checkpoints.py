@@ -130,6 +130,24 @@ def prune_finished(directory: str, total_steps: int) -> list[int]:
   return steps[1:]
 
 
+def remove_stage(directory: str) -> bool:
+  """Deletes a stage's checkpoints once they have been copied elsewhere.
+
+  Used for grouped runs (several alphas or seeds trained as one stacked state):
+  after each member is saved as its own stage, the stacked copy would only double
+  the disk use; nothing resumes from it, since every member's stage is done.
+  Tolerant of a missing folder and of several processes deleting it at once.
+
+  Returns:
+    Whether the folder existed.
+  """
+  existed = os.path.isdir(directory)
+  shutil.rmtree(directory, ignore_errors=True)
+  if existed:
+    logging.info("checkpoints: %s split into its members' stages; deleted", directory)
+  return existed
+
+
 # ---------------------------------------------------------------------------
 # A full disk: checked before a save, and one line if it fills up during one.
 

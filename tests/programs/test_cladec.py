@@ -259,6 +259,8 @@ def test_alpha_tradeoff_trains_in_one_run_and_saves_each_alpha_as_its_own_stage(
   names = cladec_grid.train_alpha_grid(plan, variables)
   assert fits == ["cladec_logits_grid_a0.5-0_s0-1"]  # every alpha and seed: one fit run
   assert names == ["cladec_logits_a0.5_s0-1", "cladec_logits_a0_s0-1"]
+  ckpts = os.listdir(os.path.join(plan.workdir, "checkpoints"))
+  assert "cladec_logits_grid_a0.5-0_s0-1" not in ckpts and set(names) <= set(ckpts)  # no copy
   assert cladec_grid.train_alpha_grid(plan, variables) == names and len(fits) == 1  # done
   # Each alpha's decoders equal the ones its own stage trains (a workdir from before the
   # grid: alpha 0.5 done there, so the grid saves alpha 0 only and keeps the other as it is).
@@ -293,6 +295,8 @@ def test_evaluation_classifiers_of_every_seed_train_in_one_run_as_their_own_runs
   monkeypatch.setattr(training, "fit", lambda **kw: fits.append(kw["name"]) or fit(**kw))
   cladec_grid.train_eval_classifiers(plan, "refae", "logits", lambda: recons)
   assert fits == ["eval_refae_logits_seeds0-1"]  # both seeds: one fit run
+  ckpts = os.listdir(os.path.join(plan.workdir, "checkpoints"))
+  assert "eval_refae_logits_seeds0-1" not in ckpts  # the stacked copy is deleted once split
   cladec_grid.train_eval_classifiers(plan, "refae", "logits", lambda: recons)
   assert len(fits) == 1  # done: every seed's stage is there
   for i, seed in enumerate(plan.seeds):
