@@ -89,8 +89,8 @@ def _probes(tmp: str) -> list[tuple[str, list[str], str]]:
            "c = f'{w2}/checkpoints/classifier'\nt = time.time()\n"
            "while not glob.glob(c + '/[68]/_CHECKPOINT_METADATA') and time.time() - t < 600:\n"
            "  time.sleep(0.2)\np.send_signal(signal.SIGKILL); p.wait()\n"
-           "d = max((os.path.dirname(m) for m in glob.glob(c + '/*/_CHECKPOINT_METADATA')), "
-           "key=lambda p: int(os.path.basename(p)))\n"
+           "from jaxconcepts.train import checkpoints\n"
+           "d = os.path.join(c, str(checkpoints.latest_step(c)))\n"
            "[open(f, 'r+b').truncate(0) for f in glob.glob(d + '/default/**', recursive=True) "
            "if os.path.isfile(f)]\nr = subprocess.run(cmd, capture_output=True, text=True)\n"
            "print(r.stderr)"),
