@@ -24,17 +24,13 @@ stage (classifier, RefAE, ClaDec decoder, evaluation classifier) reuses.
   the latest. Everything that decides the next step (shuffling order from
   (seed, epoch), dropout keys from `fold_in(key, step)`) is a function of the
   step, so a resumed run is bitwise equal to an uninterrupted one on CPU;
-* on process 0: a clu metric writer (TensorBoard scalars: loss, accuracy,
-  learning rate, images/s, steps/s) when TensorFlow is installed
-  (`pip install jaxconcepts[tfds]`), and `workdir/metrics/<name>.json` (one
-  record per epoch, one entry per log line);
-* progress through clu's `periodic_actions`: `ReportProgress` (steps/s, ETA)
-  and, with `LoopConfig.profile`, `Profile` (a trace of a few steps).
+* on process 0: `workdir/metrics/<name>.json` (a record per epoch, an entry per
+  log line) and, with TensorFlow (the `tfds` extra), TensorBoard scalars through
+  clu's writer and progress through clu's `periodic_actions` (`ReportProgress`;
+  with `LoopConfig.profile`, `Profile`).
 
-Weights are always arguments of the jitted functions here (the train state),
-never constants closed over, so a new checkpoint of the same architecture
-reuses the compilation (`models.split.predict_logits` applies a restored
-classifier the same way).
+Weights are always arguments of the jitted functions here (the train state), never
+constants closed over, so a new checkpoint of the same architecture reuses the compilation.
 """
 
 from __future__ import annotations
@@ -46,7 +42,6 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
-from clu import periodic_actions
 import flax
 from flax.training import train_state
 import jax
@@ -296,14 +291,23 @@ def create_writer(logdir: str):
     return NullWriter()
 
 
+def _periodic_actions() -> Any | None:
+  """clu's `periodic_actions`, or None without TensorFlow (clu imports it with them): the
+  plain package trains without it, its progress in the log lines alone."""
+  try:
+    from clu import periodic_actions  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return periodic_actions
+
+
 class _Progress:
   """What the loop reports while it trains, with one host sync per log line.
 
   Metrics are summed on the devices (`distributed.DeviceSums`); every `log_every_steps` (and at
   the last step) the window's means become one log line, TensorBoard scalars
-  and an entry of the step log. clu's `ReportProgress` writes steps/s and the
-  ETA (as work-unit notes and scalars); clu's `Profile` traces a few steps
-  into `workdir/profile/<name>` when `LoopConfig.profile` is on (process 0).
+  and an entry of the step log; clu's actions (with TensorFlow) add steps/s,
+  the ETA and, with `LoopConfig.profile`, a trace in `workdir/profile/<name>`.
   """
 
   def __init__(self, run: "_Run", writer: Any, lr_fn: optax.Schedule | None,
@@ -311,12 +315,16 @@ class _Progress:
     self.run, self.writer, self.lr_fn, self.steps_log = run, writer, lr_fn, steps_log
     self.sums = distributed.DeviceSums(run.mesh)
     self.t_last = time.perf_counter()
-    self.actions = [periodic_actions.ReportProgress(
+    actions = _periodic_actions()
+    self.actions = [] if actions is None else [actions.ReportProgress(
         num_train_steps=run.total_steps, every_steps=run.cfg.log_every_steps, every_secs=None,
         writer=writer)]
     if run.cfg.profile and distributed.is_main_process():
-      self.actions.append(periodic_actions.Profile(logdir=profile_dir, num_profile_steps=5,
-                                                   every_secs=None))
+      if actions is None:  # clu's Profile comes with its writers, which need TensorFlow
+        logging.warning("profile: clu's Profile needs TensorFlow ('jaxconcepts[tfds]')")
+      else:
+        self.actions.append(actions.Profile(logdir=profile_dir, num_profile_steps=5,
+                                            every_secs=None))
 
   def step_done(self, step: int, epoch: int, metrics: Metrics) -> None:
     """Records the metrics of the step that ended at `step`; writes a line when due."""

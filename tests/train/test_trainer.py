@@ -236,3 +236,21 @@ def test_config_argument_that_does_not_exist_is_rejected():
   from configs import classifier as classifier_config  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match=r"'sourec'.*source"):
     classifier_config.get_config("sourec=idx")
+
+
+def test_the_plain_package_trains_without_tensorflow(tmp_path):
+  """The quickstart of the plain install (no `tfds` extra): TensorFlow absent, training runs."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  code = ("import sys\n"
+          "for m in ('tensorflow', 'tensorflow_datasets', 'tensorboard'): sys.modules[m] = None\n"
+          "sys.argv = ['train.py', '--config=configs/quickstart.py:epochs=1', "
+          f"'--workdir={tmp_path / 'w'}', '--config.data.max_train=64', "
+          "'--config.data.max_test=32']\n"
+          "from jaxconcepts.programs import cli\n"
+          "cli.train_main()\n")
+  out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                       timeout=300, check=False)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "no TensorBoard events are written" in out.stderr
