@@ -56,6 +56,7 @@ from jaxconcepts import data as data_lib
 from jaxconcepts.data import batching
 from jaxconcepts.train import checkpoints
 from jaxconcepts.train import distributed
+from jaxconcepts.train import writers
 
 Batch = Mapping[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -253,54 +254,6 @@ def enable_compilation_cache(directory: str | None, workdir: str) -> str | None:
   return path
 
 
-# ---------------------------------------------------------------------------
-# Writers
-# ---------------------------------------------------------------------------
-
-class NullWriter:
-  """A clu-MetricWriter stand-in that writes nothing (no TensorFlow, or not process 0)."""
-
-  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    del step, scalars
-
-  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
-    del hparams
-
-  def flush(self) -> None:
-    pass
-
-  def close(self) -> None:
-    pass
-
-
-def create_writer(logdir: str):
-  """TensorBoard event files through clu's `SummaryWriter`, on process 0 only.
-
-  The loop logs its own progress and evaluation lines, so the writer does not
-  log (clu's default writer would print every scalar a second time). Without
-  TensorFlow (the `tfds` extra) no events are written and this says so once.
-  """
-  if not distributed.is_main_process():
-    return NullWriter()
-  try:
-    from clu import metric_writers  # pylint: disable=g-import-not-at-top
-    return metric_writers.SummaryWriter(logdir)
-  except (ImportError, AttributeError):
-    logging.warning("TensorFlow is not installed, so no TensorBoard events are written "
-                    "(pip install 'jaxconcepts[tfds]'); metrics go to the log and JSON.")
-    return NullWriter()
-
-
-def _periodic_actions() -> Any | None:
-  """clu's `periodic_actions`, or None without TensorFlow (clu imports it with them): the
-  plain package trains without it, its progress in the log lines alone."""
-  try:
-    from clu import periodic_actions  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  return periodic_actions
-
-
 class _Progress:
   """What the loop reports while it trains, with one host sync per log line.
 
@@ -315,7 +268,7 @@ class _Progress:
     self.run, self.writer, self.lr_fn, self.steps_log = run, writer, lr_fn, steps_log
     self.sums = distributed.DeviceSums(run.mesh)
     self.t_last = time.perf_counter()
-    actions = _periodic_actions()
+    actions = writers.periodic_actions()
     self.actions = [] if actions is None else [actions.ReportProgress(
         num_train_steps=run.total_steps, every_steps=run.cfg.log_every_steps, every_secs=None,
         writer=writer)]
@@ -368,12 +321,13 @@ class LoopConfig:
   num_devices: int | None = None
   eval_every_epochs: int = 1
   profile: bool = False
+  steps_in_flight: int = 2
 
   def __post_init__(self):
     """One-line errors before any work: a 0 interval would divide by zero after a step, and
     keep_checkpoints=0 would let orbax delete the trained model."""
     for name in ("num_epochs", "batch_size", "checkpoint_every_steps", "keep_checkpoints",
-                 "log_every_steps", "eval_every_epochs"):
+                 "log_every_steps", "eval_every_epochs", "steps_in_flight"):
       utils.check_int(getattr(self, name), name, 1)
     utils.check_int(self.seed, "seed", 0)
     if not isinstance(self.profile, bool):
@@ -491,9 +445,11 @@ def _train_epoch(run: _Run, state: Any, step: int, mngr: Any, progress: _Progres
   key_fn = _key_fn(run.mesh)
   local = run.stream.local_batches(run.cfg.batch_size, run.rows, seed=run.cfg.seed,
                                    epoch=epoch, start_batch=start_batch)
+  window = distributed.StepWindow(run.cfg.steps_in_flight)
   for batch in distributed.device_batches(local, run.mesh, run.cfg.batch_size):
     key = key_fn(base_key, np.uint32(step))
     state, metrics = run.step_fn(state, batch, key, *run.step_args)
+    window.push(metrics)
     step += 1
     progress.step_done(step, epoch, metrics)
     if step % run.cfg.checkpoint_every_steps == 0 or step == run.total_steps:
@@ -570,7 +526,7 @@ def fit(*, name: str, workdir: str, state: Any, train_step: Callable[..., tuple[
   if resumed_from >= run.total_steps:
     logging.info("%s: already trained (%d steps)", name, resumed_from)
     return FitResult(state, history, resumed_from, steps_log)
-  writer = create_writer(os.path.join(workdir, "tensorboard", name))
+  writer = writers.create_writer(os.path.join(workdir, "tensorboard", name))
   progress = _Progress(run, writer, lr_fn, steps_log, os.path.join(workdir, "profile", name))
   step = resumed_from
   with checkpoints.manager(ckpt_dir, cfg.keep_checkpoints) as mngr:
@@ -615,6 +571,9 @@ def evaluate_arrays(eval_step: Callable[[Any, Batch], Metrics], state: Any,
   sums = distributed.DeviceSums(mesh)
   local = data_lib.batches(images, labels, batch_size, shuffle=False,
                            rows=distributed.local_rows(mesh, batch_size))
+  window = distributed.StepWindow()
   for batch in distributed.device_batches(local, mesh, batch_size):
-    sums.add(step(state, batch))
+    metrics = step(state, batch)
+    window.push(metrics)
+    sums.add(metrics)
   return summarize(sums.take_epoch())

@@ -50,7 +50,7 @@ def test_unknown_optimizer_is_rejected():
     training.create_optimizer("rmsprop", 0.1)
 
 
-def _fit_small(workdir, num_devices, steps=3, log_every_steps=1, num_epochs=1):
+def _fit_small(workdir, num_devices, steps=3, log_every_steps=1, num_epochs=1, steps_in_flight=2):
   rng = np.random.default_rng(0)
   images = rng.uniform(size=(48, 32, 32, 1)).astype(np.float32)
   labels = rng.integers(0, 4, size=48).astype(np.int32)
@@ -59,7 +59,8 @@ def _fit_small(workdir, num_devices, steps=3, log_every_steps=1, num_epochs=1):
   tx = training.create_optimizer("sgd", 0.1, momentum=0.9)
   state = training.create_train_state(model.apply, variables, tx)
   cfg = training.LoopConfig(num_epochs=num_epochs, batch_size=16, num_devices=num_devices,
-                            checkpoint_every_steps=100, log_every_steps=log_every_steps)
+                            checkpoint_every_steps=100, log_every_steps=log_every_steps,
+                            steps_in_flight=steps_in_flight)
   return training.fit(name="c", workdir=str(workdir), state=state,
                       train_step=training.classifier_train_step, images=images,
                       labels=labels, cfg=cfg)
@@ -92,6 +93,20 @@ def test_metrics_reach_the_host_only_at_log_lines_and_epoch_ends(tmp_path, monke
   assert len(fetches) == 3
   assert [s["step"] for s in result.steps] == [6]
   assert [h["step"] for h in result.history] == [3, 6]
+
+
+def test_the_host_waits_only_for_the_step_steps_in_flight_before(tmp_path, monkeypatch):
+  waited, block = [], jax.block_until_ready
+  monkeypatch.setattr(distributed.jax, "block_until_ready", lambda x: waited.append(x) or block(x))
+  window = distributed.StepWindow(2)
+  for i in range(5):
+    window.push({"step": np.float32(i)})
+  assert [float(w["step"]) for w in waited] == [0.0, 1.0, 2.0]  # steps 3 and 4 still queued
+  waited.clear()
+  _fit_small(tmp_path, 8, num_epochs=2, steps_in_flight=1)  # 8 devices
+  assert len(waited) == 4  # 2 per epoch of 3 steps (an epoch ends with a sync anyway)
+  with pytest.raises(ValueError, match="steps_in_flight"):
+    training.LoopConfig(num_epochs=1, batch_size=8, steps_in_flight=0)
 
 
 def test_fit_writes_checkpoint_and_metrics_and_skips_when_done(tmp_path):
