@@ -1,48 +1,46 @@
 """Attribution for a classifier split at a layer: DeepLift, IG, SmoothGrad, GradCAM.
 
-Every method scores the input (``layer=None``) or the activations ``h`` at a
-tap (``"conv2"``, ``-3``, ``"layer3.5"``; see `jaxconcepts.models.split`) for one
-pre-softmax target logit per image: :func:`gradient`, :func:`gradient_x_input`,
-:func:`integrated_gradients` (Captum's quadratures; at a layer along the
-straight line from ``h(x0)`` to ``h(x)``, as ``LayerIntegratedGradients``),
-:func:`deeplift` (exact Rescale rule and Captum's max-pool rule; attributions
-``(h(x) - h(x0)) * multipliers`` with the completeness delta
-``sum(attributions) - (f(x) - f(x0))``), :func:`deeplift_ig` (its IG-style
-approximation for any differentiable model) and :func:`gradcam` (spatial
-layers, ``(N, h, w)``). Every method takes ``n_samples=`` for SmoothGrad
-(``smoothing="mean" | "square" | "vargrad"``); :func:`layer_deeplift_smoothgrad`
-is the concept extraction setting (DESIGN section 4). The model-free pieces
-(DeepLift rules, quadratures, `path_integral`, `smoothgrad` around any
-function, `upsample_maps`, `normalize_maps`, the input checks) live in
-`jaxconcepts.ops.attribution`; the public ones are re-exported here.
+Every method scores the input (``layer=None``) or the activations ``h`` at a tap
+(``"conv2"``, ``-3``, ``"layer3.5"``; see `jaxconcepts.models.split`) for one pre-softmax
+target logit per image: :func:`gradient`, :func:`gradient_x_input`,
+:func:`integrated_gradients` (Captum's quadratures; at a layer along the straight line from
+``h(x0)`` to ``h(x)``, as ``LayerIntegratedGradients``), :func:`deeplift` (exact Rescale
+rule and Captum's max-pool rule; attributions ``(h(x) - h(x0)) * multipliers`` with the
+completeness delta ``sum(attributions) - (f(x) - f(x0))``), :func:`deeplift_ig` (its
+IG-style approximation for any differentiable model) and :func:`gradcam` (spatial layers,
+``(N, h, w)``). Every method takes ``n_samples=`` for SmoothGrad (``smoothing="mean" |
+"square" | "vargrad"``); :func:`layer_deeplift_smoothgrad` is the concept extraction setting
+(DESIGN section 4). The model-free pieces (DeepLift rules, quadratures, `path_integral`,
+`smoothgrad` around any function, `upsample_maps`, `normalize_maps`, the input checks) live
+in `jaxconcepts.ops.attribution`; the public ones are re-exported here.
 
-Batching. Images and their SmoothGrad samples go through ``vmap`` together in
-chunks of at most ``batch_size`` forward passes (``lax.map`` over chunks inside
-one ``jit`` whose static argument is the plan and whose traced arguments
-include the variables), so memory is bounded and new weights of the same
-shapes reuse the compilation. The reference's forward pass runs once per call
-(shared baseline) or once per image (per-image baseline), never once per noise
-sample, and is never back-propagated (Captum runs and differentiates
-``[x; x0]`` for every noisy sample).
+Batching. Images and their SmoothGrad samples go through ``vmap`` together in chunks of at
+most ``batch_size`` forward passes (``lax.map`` over chunks inside one ``jit`` whose static
+argument is the plan and whose traced arguments include the variables), so memory is bounded
+and new weights of the same shapes reuse the compilation. The reference's forward pass runs
+once per call (shared baseline) or once per image (per-image baseline), never once per noise
+sample, and is never back-propagated (Captum runs and differentiates ``[x; x0]`` for every
+noisy sample). With ``mesh=`` (:func:`deeplift`, :func:`layer_deeplift_smoothgrad`) the
+images are split over the mesh's devices (`ops.sharding.row_map`; the weights are a
+replicated argument); each image keeps its index, so its noise and result do not change.
 
-Exact DeepLift swaps the model's ``act`` (and, if it has one, ``max_pool``) for
-a custom-VJP rule (`ops.attribution.rescale_rule`, `max_pool_rule`). One pass
-of the reference through the head records the inputs and outputs of every
-replaceable op in call order (`ops.attribution.ReferenceTape`); the pass on the
-(noisy) inputs replays them. This is exact for any split-protocol model whose
-nonlinearities all go through ``act`` and ``max_pool`` (our VGG and ResNets:
-residual additions, eval-mode BatchNorm, dropout off and average pooling are
-linear). A nonlinearity the model does not expose is differentiated plainly,
-which shows as a non-zero completeness delta. Through a max-pool next to a
-ReLU (a ResNet-18/34/50 stem) Captum 0.9.0 is not complete and we are, so
-input-level DeepLift there differs from Captum's (see `max_pool_rule`).
+Exact DeepLift swaps the model's ``act`` (and, if it has one, ``max_pool``) for a custom-VJP
+rule (`ops.attribution.rescale_rule`, `max_pool_rule`). One pass of the reference through
+the head records the inputs and outputs of every replaceable op in call order
+(`ops.attribution.ReferenceTape`); the pass on the (noisy) inputs replays them. This is
+exact for any split-protocol model whose nonlinearities all go through ``act`` and
+``max_pool`` (our VGG and ResNets: residual additions, eval-mode BatchNorm, dropout off and
+average pooling are linear). A nonlinearity the model does not expose is differentiated
+plainly, which shows as a non-zero completeness delta. Through a max-pool next to a ReLU (a
+ResNet-18/34/50 stem) Captum 0.9.0 is not complete and we are, so input-level DeepLift there
+differs from Captum's (see `max_pool_rule`).
 
-The public functions may be called inside a user's ``jax.jit`` with the
-variables and inputs traced; the target range is then not checked.
+The public functions may be called inside a user's ``jax.jit`` with the variables and inputs
+traced; the target range is then not checked.
 
-Shapes: inputs ``x`` (N, H, W, C) float; attributions the shape of ``x`` or of
-the layer's activations (N, *h.shape); targets an int or (N,) ints; deltas (N,)
-or, with SmoothGrad, (N, n_samples) (one per noisy sample).
+Shapes: inputs ``x`` (N, H, W, C) float; attributions the shape of ``x`` or of the layer's
+activations (N, *h.shape); targets an int or (N,) ints; deltas (N,) or, with SmoothGrad, (N,
+n_samples) (one per noisy sample).
 """
 
 from __future__ import annotations
@@ -59,17 +57,16 @@ from jax.typing import ArrayLike
 
 from jaxconcepts.models import split as split_lib
 from jaxconcepts.ops import attribution as attr_ops
+from jaxconcepts.ops import sharding as sharding_ops
 from jaxconcepts.ops.attribution import (DEFAULT_BATCH_SIZE, EPS, QUADRATURES, SMOOTHINGS,
-                                         Attribution, max_pool_rule, normalize_maps,
-                                         path_integral, quadrature, rescale_rule,
-                                         smoothgrad, upsample_maps)
+                                         Attribution, max_pool_rule, normalize_maps, path_integral,
+                                         quadrature, rescale_rule, smoothgrad, upsample_maps)
 from jaxconcepts.utils import as_key, check_int
 
-__all__ = ["Attribution", "gradient", "gradient_x_input", "integrated_gradients",
-           "deeplift", "deeplift_ig", "layer_deeplift_smoothgrad", "gradcam",
-           "smoothgrad", "path_integral", "quadrature", "rescale_rule", "max_pool_rule",
-           "upsample_maps", "normalize_maps", "EPS", "QUADRATURES", "SMOOTHINGS",
-           "DEFAULT_BATCH_SIZE"]
+__all__ = ["Attribution", "gradient", "gradient_x_input", "integrated_gradients", "deeplift",
+           "deeplift_ig", "layer_deeplift_smoothgrad", "gradcam", "smoothgrad", "path_integral",
+           "quadrature", "rescale_rule", "max_pool_rule", "upsample_maps", "normalize_maps",
+           "EPS", "QUADRATURES", "SMOOTHINGS", "DEFAULT_BATCH_SIZE"]
 
 
 # ---------------------------------------------------------------------------
@@ -211,8 +208,10 @@ def _kernel(plan: _Plan, variables, xs, t, ref):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _run(plan: _Plan, variables, x, target, baseline, key, noise, std):
+def _run(plan: _Plan, variables, x, target, baseline, key, noise, std, index=None):
   """The chunked, vmapped driver; `plan` is static, the variables are traced.
+
+  `index`: the images' (N,) indices in the call (the noise's fold-in), default 0..N-1.
 
   Returns:
     (mean over samples (N, *A), mean of squares (N, *A) or None without
@@ -224,7 +223,7 @@ def _run(plan: _Plan, variables, x, target, baseline, key, noise, std):
   shared_ref = None
   if plan.has_reference and plan.shared_baseline:
     shared_ref = _reference(plan, variables, baseline)  # once per call
-  xs = _chunked_inputs(plan, n_chunks, x, target, baseline, noise)
+  xs = _chunked_inputs(plan, n_chunks, x, target, baseline, noise, index)
   mean, mean_sq, deltas = jax.lax.map(
       lambda d: _chunk(plan, variables, shared_ref, key, std, d), xs)
   unchunk = lambda a: a.reshape((n_chunks * c,) + a.shape[2:])[:n]
@@ -232,12 +231,23 @@ def _run(plan: _Plan, variables, x, target, baseline, key, noise, std):
   return unchunk(mean), (unchunk(mean_sq) if smooth else None), unchunk(deltas)
 
 
-def _chunked_inputs(plan: _Plan, n_chunks: int, x, target, baseline, noise) -> dict:
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _run_sharded(plan: _Plan, mesh, variables, x, target, baseline, key, noise, std):
+  """`_run` with the images split over `mesh` (each keeps its index: same noise)."""
+  own = plan.has_reference and not plan.shared_baseline  # per-image baselines: rows
+  rows = (x, target, jnp.arange(x.shape[0]), baseline if own else None, noise)
+  run = lambda w, r: _run(plan, w[0], r[0], r[1], r[3] if own else w[3], w[1], r[4], w[2], r[2])
+  return sharding_ops.row_map(run, mesh, (variables, key, std, None if own else baseline),
+                              rows, x.shape[0])
+
+
+def _chunked_inputs(plan: _Plan, n_chunks: int, x, target, baseline, noise, index) -> dict:
   """Per-image inputs padded (repeating the last image) and reshaped to (n_chunks, c, ...)."""
   c = plan.images_per_chunk
   pad = n_chunks * c - x.shape[0]
   padn = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, 0)]) if pad else a
-  xs = {"x": padn(x), "t": padn(target), "i": jnp.arange(n_chunks * c)}
+  xs = {"x": padn(x), "t": padn(target),
+        "i": jnp.arange(n_chunks * c) if index is None else padn(index)}
   if plan.has_reference and not plan.shared_baseline:
     xs["b"] = padn(baseline)
   if plan.explicit_noise:
@@ -362,7 +372,7 @@ def _layer_shape(model: nn.Module, layer: str, image_shape: tuple[int, ...]):
 def _plan_and_args(method: str, model: nn.Module, variables, x, target, layer, *,
                    baseline=0.0, n_samples: int = 0, std: float = 0.25, key=None,
                    noise=None, smoothing: str = "mean", batch_size: int = DEFAULT_BATCH_SIZE,
-                   passes: int = 1, **extra):
+                   passes: int = 1, devices: int = 1, **extra):
   """Validates everything and returns (plan, canonical smoothing, args for `_run`)."""
   x = attr_ops.check_inputs(x)
   batch_size = check_int(batch_size, "batch_size")
@@ -378,19 +388,19 @@ def _plan_and_args(method: str, model: nn.Module, variables, x, target, layer, *
   std = attr_ops.check_std(std)
   key = as_key(key)
   baseline, shared = _method_baseline(method, model, baseline, x)
-  c, gs, ng = attr_ops.chunking(x.shape[0], max(1, batch_size // passes), max(n_samples, 1))
+  c, gs, ng = attr_ops.chunking(-(-x.shape[0] // devices), max(1, batch_size // passes),
+                                max(n_samples, 1))  # per device
   plan = _Plan(method=method, model=model, layer=name, n_samples=n_samples,
                images_per_chunk=c, samples_per_group=gs, n_groups=ng,
                shared_baseline=shared, explicit_noise=noise is not None, **extra)
-  return plan, smoothing, (variables, x, target, baseline, key, noise,
-                           jnp.asarray(std, x.dtype))
+  return plan, smoothing, (variables, x, target, baseline, key, noise, jnp.asarray(std, x.dtype))
 
 
-def _attribute(method, model, variables, x, target, layer, *, smoothing="mean", **kwargs):
-  """Checks, plans and runs; returns (attributions, deltas)."""
+def _attribute(method, model, variables, x, target, layer, *, mesh=None, **kwargs):
+  """Checks, plans and runs (images split over `mesh`, if any); returns (attributions, deltas)."""
   plan, smoothing, args = _plan_and_args(method, model, variables, x, target, layer,
-                                         smoothing=smoothing, **kwargs)
-  mean, mean_sq, deltas = _run(plan, *args)
+                                         devices=mesh.size if mesh else 1, **kwargs)
+  mean, mean_sq, deltas = _run(plan, *args) if mesh is None else _run_sharded(plan, mesh, *args)
   if plan.n_samples == 0:
     deltas = deltas[:, 0]
   n = args[1].shape[0]
@@ -403,23 +413,22 @@ def _attribute(method, model, variables, x, target, layer, *, smoothing="mean", 
 # Public methods.
 
 _COMMON_ARGS = """
-    model: a Flax module following the split protocol (`layer_names`,
-      ``start`` / ``stop``), e.g. from `models.create_model`.
-    variables: its {'params', 'batch_stats'} (eval mode is used); may be
-      traced (the function can be called inside a user's ``jax.jit``).
+    model: a Flax module following the split protocol (`layer_names`, ``start`` / ``stop``),
+      e.g. from `models.create_model`.
+    variables: its {'params', 'batch_stats'} (eval mode is used); may be traced (the function
+      can be called inside a user's ``jax.jit``).
     x: (N, H, W, C) float inputs.
     target: the logit to explain: an int or an (N,) int array.
     layer: None for the input, or a tap name / block name / alias.
     batch_size: at most this many forward passes per chunk (memory bound).
     n_samples: SmoothGrad samples per image (0: no smoothing).
     std: SmoothGrad noise standard deviation, in input units.
-    key: PRNG key (or int seed) for the noise (default ``PRNGKey(0)``);
-      sample ``s`` of image ``i`` uses ``fold_in(fold_in(key, i), s)``, so
-      results do not depend on `batch_size`.
-    noise: explicit noise (N, n_samples, H, W, C) added to the inputs instead
-      (``std`` and ``key`` unused), e.g. to reproduce another library's draws.
-    smoothing: "mean" (SmoothGrad), "square" (mean of squares) or "vargrad"
-      (variance over samples); Captum's names are accepted.
+    key: PRNG key (or int seed) for the noise (default ``PRNGKey(0)``); sample ``s`` of image
+      ``i`` uses ``fold_in(fold_in(key, i), s)``, so results do not depend on `batch_size`.
+    noise: explicit noise (N, n_samples, H, W, C) added to the inputs instead (``std`` and
+      ``key`` unused), e.g. to reproduce another library's draws.
+    smoothing: "mean" (SmoothGrad), "square" (mean of squares) or "vargrad" (variance over
+      samples); Captum's names are accepted.
 """
 
 
@@ -503,7 +512,7 @@ def deeplift(model: nn.Module, variables: Any, x: ArrayLike, target: ArrayLike,
              layer: str | int | None = None, *, baseline: ArrayLike = 0.0,
              eps: float = EPS, batch_size: int = DEFAULT_BATCH_SIZE, n_samples: int = 0,
              std: float = 0.25, key: Any = None, noise: ArrayLike | None = None,
-             smoothing: str = "mean") -> Attribution:
+             smoothing: str = "mean", mesh: Any = None) -> Attribution:
   """Exact DeepLift (Rescale rule; Captum's max-pool rule) at the input or a layer.
 
   Equal to Captum's ``DeepLift`` / ``LayerDeepLift`` (``multiply_by_inputs=True``,
@@ -516,6 +525,8 @@ def deeplift(model: nn.Module, variables: Any, x: ArrayLike, target: ArrayLike,
     baseline: reference input, broadcastable to `x` (scalar, (H, W, C),
       (1, H, W, C): computed once; (N, H, W, C): once per image).
     eps: where ``|x - x0| < eps`` at a nonlinearity its plain gradient is used.
+    mesh: a `jax.sharding.Mesh` to split the images over (padded to a multiple
+      of its devices; the same results); None: one device.
 
   Returns:
     `Attribution`: attributions ``(h(x) - h(x0)) * multipliers`` (N, *shape)
@@ -524,7 +535,8 @@ def deeplift(model: nn.Module, variables: Any, x: ArrayLike, target: ArrayLike,
   """
   attrs, deltas = _attribute("deeplift", model, variables, x, target, layer,
                              baseline=baseline, batch_size=batch_size, n_samples=n_samples,
-                             std=std, key=key, noise=noise, smoothing=smoothing, eps=float(eps))
+                             std=std, key=key, noise=noise, smoothing=smoothing, eps=float(eps),
+                             mesh=mesh)
   return Attribution(attrs, deltas)
 
 
@@ -558,8 +570,8 @@ def deeplift_ig(model: nn.Module, variables: Any, x: ArrayLike, target: ArrayLik
 def layer_deeplift_smoothgrad(model: nn.Module, variables: Any, images: ArrayLike,
                               target: ArrayLike, layer: str | int, *, n_samples: int = 20,
                               std: float = 0.25, baseline: ArrayLike = 1.0, key: Any = None,
-                              noise: ArrayLike | None = None,
-                              batch_size: int = DEFAULT_BATCH_SIZE) -> jax.Array:
+                              noise: ArrayLike | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                              mesh: Any = None) -> jax.Array:
   """Concept extraction's attribution: DeepLift + SmoothGrad at a layer.
 
   The concept paper's setting (Herdt et al., Sec. 4; Captum
@@ -572,7 +584,7 @@ def layer_deeplift_smoothgrad(model: nn.Module, variables: Any, images: ArrayLik
     images: (N, H, W, C) float.
     target: int or (N,) int array.
     layer: the tap to attribute to.
-    n_samples, std, baseline, key, noise, batch_size: see :func:`deeplift`.
+    n_samples, std, baseline, key, noise, batch_size, mesh: see :func:`deeplift`.
 
   Returns:
     (N, *h.shape) attributions at `layer` (use :func:`deeplift` with
@@ -582,7 +594,7 @@ def layer_deeplift_smoothgrad(model: nn.Module, variables: Any, images: ArrayLik
     raise ValueError("layer_deeplift_smoothgrad needs a layer, got None")
   return deeplift(model, variables, images, target, layer, baseline=baseline,
                   batch_size=batch_size, n_samples=n_samples, std=std, key=key,
-                  noise=noise).attributions
+                  noise=noise, mesh=mesh).attributions
 
 
 def gradcam(model: nn.Module, variables: Any, x: ArrayLike, target: ArrayLike,
