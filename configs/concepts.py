@@ -90,7 +90,15 @@ def get_config(arg=None):
   c.nmf_init = "nndsvda"
   c.nmf_max_iter = 200
   c.nmf_tol = 1e-4
-  c.class_chunk = 16  # classes per batched NMF
+  c.class_chunk = 16  # classes per batched NMF (fewer if the memory budget says so)
+
+  # Scale: the devices that attribution (images), NMF (classes) and the pairwise classifiers
+  # (class rows) split their work over (0: all, one global mesh; n: the first n), and the
+  # bytes per device for one chunk of classes: NMF chunks hold budget // nmf_class_bytes
+  # classes per device (methods/concepts.py: 4 (3 m c + 3 m k + 4 k c), m = images x h x w),
+  # pairwise blocks as ops/pairwise.block_bytes; too small for one class: an error at setup.
+  c.num_devices = 0
+  c.memory_budget_bytes = 2 * 2**30
 
   # Stitched-image test: "auto" | "vertical" | "canvas" | "grid" | "place" (each crop back
   # where it was cut from; methods/crops.py); the result is resized to the input size when

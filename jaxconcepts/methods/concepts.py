@@ -30,6 +30,7 @@ the compilations.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Hashable, Mapping, NamedTuple, Sequence
 
 from absl import logging
@@ -53,15 +54,17 @@ SCORE_ORDERS = ("mean_then_relu", "relu_then_mean")
 AttributionFn = Callable[..., Any]
 
 
-def default_attribution_fn() -> AttributionFn:
-  """`attribution.layer_deeplift_smoothgrad`, imported on first use.
+def default_attribution_fn(mesh: Any = None) -> AttributionFn:
+  """`attribution.layer_deeplift_smoothgrad`, imported on first use (images split over `mesh`).
 
   Imported lazily so that this module (and the programs that import it) load
   without the attribution module's dependencies when a caller injects its own
   `attribution_fn`.
   """
   from jaxconcepts.methods import attribution  # pylint: disable=g-import-not-at-top
-  return attribution.layer_deeplift_smoothgrad
+  if mesh is None:
+    return attribution.layer_deeplift_smoothgrad
+  return functools.partial(attribution.layer_deeplift_smoothgrad, mesh=mesh)
 
 
 # ---------------------------------------------------------------------------
@@ -204,7 +207,7 @@ def extract_concepts_batched(matrices: Sequence[jax.typing.ArrayLike], n_compone
                              init: str = "nndsvda", max_iter: int = 200,
                              tol: float = 1e-4, key: Any = 0,
                              names: Sequence[str] | None = None,
-                             solver: str = "mu") -> list[ConceptSet]:
+                             solver: str = "mu", mesh: Any = None) -> list[ConceptSet]:
   """NMF of several classes at once (one `nmf.nmf_batched` call).
 
   The matrices have different numbers of rows; they are zero-padded to the
@@ -216,6 +219,8 @@ def extract_concepts_batched(matrices: Sequence[jax.typing.ArrayLike], n_compone
     n_components: k.
     init, max_iter, tol, key, solver: as `nmf.nmf_batched`.
     names: B names for errors (default "matrix b").
+    mesh: a `jax.sharding.Mesh` to split the classes over (`nmf.nmf_batched`'s
+      ``mesh``; the same results); None: one device.
 
   Returns:
     B `ConceptSet`s, in order.
@@ -240,7 +245,7 @@ def extract_concepts_batched(matrices: Sequence[jax.typing.ArrayLike], n_compone
   for b, m in enumerate(mats):
     stacked[b, :m.shape[0]] = m
   res = nmf_lib.nmf_batched(stacked, int(n_components), n_valid=rows, init=init,
-                            max_iter=max_iter, tol=tol, key=key, solver=solver)
+                            max_iter=max_iter, tol=tol, key=key, solver=solver, mesh=mesh)
   h = np.asarray(res.h)
   return [ConceptSet(h[b], float(res.rel_error[b]), n_vecs[b], int(res.n_iter[b]))
           for b in range(len(mats))]
@@ -254,8 +259,8 @@ NMF_ERRORS = (ValueError, TypeError)
 def extract_concepts_each(matrices: Mapping[Hashable, Any], n_components: int = 6, *,
                           names: Mapping[Hashable, str], key: Any = 0,
                           fallback_key: Any = 0, init: str = "nndsvda", max_iter: int = 200,
-                          tol: float = 1e-4,
-                          solver: str = "mu") -> dict[Hashable, ConceptSet | str]:
+                          tol: float = 1e-4, solver: str = "mu",
+                          mesh: Any = None) -> dict[Hashable, ConceptSet | str]:
   """Concepts of each matrix: one batched NMF, one by one if the batch fails.
 
   The batch fails as a whole when one matrix cannot be factorised; then each
@@ -269,6 +274,7 @@ def extract_concepts_each(matrices: Mapping[Hashable, Any], n_components: int = 
     key: the batched NMF's key (:func:`extract_concepts_batched`).
     fallback_key: the key of each NMF alone (:func:`extract_concepts`).
     init, max_iter, tol, solver: as `nmf.nmf`.
+    mesh: the batched NMF's classes split over it (:func:`extract_concepts_batched`).
 
   Returns:
     {id: ConceptSet, or "NMF error: <type>: <message>"}, in the order of
@@ -279,7 +285,7 @@ def extract_concepts_each(matrices: Mapping[Hashable, Any], n_components: int = 
   try:
     return dict(zip(ids, extract_concepts_batched(
         [matrices[i] for i in ids], n_components, key=key, names=[names[i] for i in ids],
-        **kw)))
+        mesh=mesh, **kw)))
   except NMF_ERRORS:
     logging.exception("batched NMF failed; factorising one by one")
   out = {}
@@ -289,6 +295,109 @@ def extract_concepts_each(matrices: Mapping[Hashable, Any], n_components: int = 
                                 **kw)
     except NMF_ERRORS as e:
       out[i] = f"NMF error: {type(e).__name__}: {e}"
+  return out
+
+
+# ---------------------------------------------------------------------------
+# Many classes within a memory budget: the per-class NMF in chunks of classes.
+
+DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per device, as `pairwise.train_pairwise`'s
+
+
+def nmf_class_bytes(rows: int, channels: int, n_components: int) -> int:
+  """Estimated device bytes of one class's NMF: ``4 (3 m c + 3 m k + 4 k c)``.
+
+  float32 buffers of an (m, c) matrix of scaled pixel vectors (the matrix, its
+  compacted copy without zero rows, one matrix-sized product), ``w`` (m, k)
+  with the numerator and denominator of its update, and ``h`` (k, c) with its
+  update's buffers; m = images x h x w of the class.
+  """
+  m, c, k = int(rows), int(channels), int(n_components)
+  return 4 * (3 * m * c + 3 * m * k + 4 * k * c)
+
+
+def classes_per_chunk(bytes_per_class: int, memory_budget_bytes: int | None = None,
+                      num_devices: int = 1) -> int:
+  """Classes per chunk of a per-class stage: ``num_devices * (budget // bytes_per_class)``.
+
+  A chunk's classes are split over the devices, so each device holds
+  ``budget // bytes_per_class`` classes' working sets (see
+  :func:`nmf_class_bytes`) within `memory_budget_bytes` (default 2 GiB).
+
+  Raises:
+    ValueError: a non-positive budget, or one too small for even one class
+      per device (naming both sizes), before any work.
+  """
+  budget = DEFAULT_MEMORY_BUDGET if memory_budget_bytes is None else int(memory_budget_bytes)
+  if budget <= 0:
+    raise ValueError(f"memory_budget_bytes must be positive, got {budget}")
+  per_device = budget // max(int(bytes_per_class), 1)
+  if per_device < 1:
+    raise ValueError(f"memory_budget_bytes={budget} is too small for one chunk: one class "
+                     f"needs about {int(bytes_per_class)} bytes per device")
+  return per_device * int(num_devices)
+
+
+def nmf_chunk_size(n_images: int, layer_shape: Sequence[int], n_components: int,
+                   class_chunk: int, memory_budget_bytes: int | None = None,
+                   num_devices: int = 1) -> int:
+  """Classes per NMF call of a per-class stage: at most `class_chunk`, fewer to fit the budget.
+
+  One class's matrix has m = n_images x h x w rows of c channels
+  (``layer_shape`` = (h, w, c)); the chunk is ``min(class_chunk,
+  classes_per_chunk(nmf_class_bytes(m, c, k), memory_budget_bytes, num_devices))``.
+
+  Raises:
+    ValueError: the budget does not hold one class (before any work).
+  """
+  rows = int(n_images) * int(np.prod(layer_shape[:-1]))
+  need = nmf_class_bytes(rows, layer_shape[-1], n_components)
+  return max(1, min(int(class_chunk), classes_per_chunk(need, memory_budget_bytes, num_devices)))
+
+
+def extract_concepts_chunked(matrices: Mapping[Hashable, Any], n_components: int = 6, *,
+                             names: Mapping[Hashable, str] | None = None, key: Any = 0,
+                             fallback_key: Any = 0, memory_budget_bytes: int | None = None,
+                             mesh: Any = None, **kwargs: Any
+                             ) -> dict[Hashable, ConceptSet | str]:
+  """:func:`extract_concepts_each` over chunks of classes that fit a memory budget.
+
+  The chunk size is :func:`classes_per_chunk` of the largest matrix's
+  :func:`nmf_class_bytes` (per device of `mesh`, whose devices split each
+  chunk's classes). Matrix b always gets key ``jax.random.split(key, B)[b]``,
+  so the results do not depend on the chunking (equal to one
+  :func:`extract_concepts_each` call with `key`); only one chunk's matrices
+  are on the devices at a time.
+
+  Args:
+    matrices: {id: (m, c) non-negative matrix}, same c, in order.
+    n_components: k.
+    names: {id: name} for errors (default "matrix <id>").
+    key, fallback_key: as :func:`extract_concepts_each`.
+    memory_budget_bytes: bytes per device for one chunk (default 2 GiB).
+    mesh: a `jax.sharding.Mesh` splitting each chunk's classes (None: one device).
+    **kwargs: init, max_iter, tol, solver.
+
+  Returns:
+    {id: ConceptSet or "NMF error: ..."}, in the order of `matrices`.
+
+  Raises:
+    ValueError: a budget too small for one class, before any NMF.
+  """
+  ids = list(matrices)
+  if not ids:
+    return {}
+  names = names or {i: f"matrix {i}" for i in ids}
+  shapes = [np.shape(matrices[i]) for i in ids]
+  need = nmf_class_bytes(max(s[0] for s in shapes), shapes[0][-1], n_components)
+  chunk = classes_per_chunk(need, memory_budget_bytes, 1 if mesh is None else mesh.size)
+  keys = jax.random.split(as_key(key), len(ids))
+  out = {}
+  for lo in range(0, len(ids), chunk):
+    part = ids[lo:lo + chunk]
+    out.update(extract_concepts_each({i: matrices[i] for i in part}, n_components,
+                                     names=names, key=keys[lo:lo + len(part)],
+                                     fallback_key=fallback_key, mesh=mesh, **kwargs))
   return out
 
 

@@ -14,7 +14,8 @@ Entry points, each usable eagerly, under ``jax.jit`` and under ``jax.vmap``:
 
 * :func:`nmf` -- one matrix.
 * :func:`nmf_batched` -- a stack of matrices (one per class) with a valid-row
-  count or a row mask per matrix, built on ``vmap``.
+  count or a row mask per matrix, built on ``vmap``; with ``mesh=`` the stack
+  is split over the mesh's devices (padded with copies of its last matrix).
 * :func:`transform` -- ``w`` for a fixed ``h``, as scikit-learn's ``transform``.
 
 Checks. Shapes, ``n_components`` and the static options (``init``,
@@ -42,6 +43,7 @@ from jax.typing import ArrayLike
 import numpy as np
 
 from jaxconcepts.ops import nmf_loop
+from jaxconcepts.ops import sharding as sharding_ops
 from jaxconcepts.ops.nmf_init import INITS, count_rows, initialize, mask_rows
 from jaxconcepts.utils import as_key, check_int, is_tracer
 
@@ -390,7 +392,7 @@ def nmf_batched(a: ArrayLike, n_components: int, *,
                 max_iter: int = 200, tol: float = 1e-4, key: Any = None,
                 skip_zero_rows: bool = True,
                 transpose_a: bool | None = None,
-                solver: str = "mu") -> NMFResult:
+                solver: str = "mu", mesh: Any = None) -> NMFResult:
   """NMF of a stack of matrices (one per class), batched with ``vmap``.
 
   Classes have different numbers of pixel vectors: pad them to a common m and
@@ -410,6 +412,9 @@ def nmf_batched(a: ArrayLike, n_components: int, *,
     max_iter, tol, skip_zero_rows, transpose_a, solver: as :func:`nmf`
       (``transpose_a`` copies every matrix).
     key: one PRNG key / int seed (split into B keys) or a (B,) batch of keys.
+    mesh: a `jax.sharding.Mesh` to split the batch over (padded to a multiple
+      of its devices with copies of the last matrix, dropped after; matrix b's
+      result does not change). None: as placed (one device).
 
   Returns:
     :class:`NMFResult` with a leading batch axis: w (B, m, k), h (B, k, n),
@@ -441,31 +446,40 @@ def nmf_batched(a: ArrayLike, n_components: int, *,
     a = _ldexp(a, e[:, None, None])
   res = _batched_scaled(a, k, row_mask, _batch_keys(key, bsz), init=init,
                         max_iter=int(max_iter), tol=float(tol), form=form,
-                        skip_zero_rows=skip_zero_rows)
+                        skip_zero_rows=skip_zero_rows, mesh=mesh)
   if e.any():
     res = res._replace(w=_ldexp(res.w, -e[:, None, None]))
   return _unscaled(res, 0)
 
 
-def _batched_scaled(a, k, row_mask, keys, *, init, max_iter, tol, form, skip_zero_rows):
+def _by_rows(fn, mesh, whole, rows):
+  """``fn(*rows, *whole)`` on the batch, or on each device's block of it over `mesh`."""
+  if mesh is None:
+    return fn(*rows, *whole)
+  return sharding_ops.row_map(lambda w, r: fn(*r, *w), mesh, whole, rows, rows[0].shape[0])
+
+
+def _batched_scaled(a, k, row_mask, keys, *, init, max_iter, tol, form, skip_zero_rows,
+                    mesh=None):
   """`nmf_batched` on a checked stack whose matrices are in the safe range."""
   keep = _rows_to_keep(a, skip_zero_rows)
   if keep is not None:
     return _batched_skipping(a, k, keep, row_mask, keys, init=init,
-                             max_iter=max_iter, tol=tol, form=form)
+                             max_iter=max_iter, tol=tol, form=form, mesh=mesh)
   fit = functools.partial(_nmf, w_init=None, h_init=None, k=k, init=init,
                           max_iter=max_iter, tol=tol, form=form)
   if row_mask is None:
-    return jax.vmap(lambda x, kk: fit(x, kk, None))(a, keys)
-  return jax.vmap(fit)(a, keys, row_mask)
+    return _by_rows(jax.vmap(lambda x, kk: fit(x, kk, None)), mesh, (), (a, keys))
+  return _by_rows(jax.vmap(fit), mesh, (), (a, keys, row_mask))
 
 
 def _batched_skipping(a, k, keep, row_mask, keys, *, init, max_iter, tol,
-                      form):
+                      form, mesh=None):
   """nmf_batched on the nonzero rows only; equal to the dense computation."""
   bsz, m, _ = a.shape
   msk = (jnp.ones((bsz, m), bool) if row_mask is None else row_mask)
-  w0, h0 = _init_batched(a, keys, msk, k=k, init=init)
+  w0, h0 = _by_rows(functools.partial(_init_batched, k=k, init=init), mesh, (),
+                    (a, keys, msk))
   counts = keep.sum(axis=1)
   m_c = int(counts.max())
   idx = np.full((bsz, m_c), m, np.int64)  # m = out of range -> zero rows
@@ -482,8 +496,8 @@ def _batched_skipping(a, k, keep, row_mask, keys, *, init, max_iter, tol,
   w0_d = jnp.where(dropped[..., None], w0, 0)
   gram = jnp.einsum("bmk,bml->bkl", w0_d, w0_d)
   max_iter, tol, checked = nmf_loop.loop_args(max_iter, tol, a.dtype)
-  res = _fit_compacted_batched(a_c, w0_c, h0, mask_c, gram, max_iter, tol,
-                               checked=checked, form=form)
+  res = _by_rows(functools.partial(_fit_compacted_batched, checked=checked, form=form),
+                 mesh, (max_iter, tol), (a_c, w0_c, h0, mask_c, gram))
   w = jax.vmap(lambda i, wc: jnp.zeros((m, k), a.dtype).at[i].set(
       wc, mode="drop"))(idx, res.w)
   return res._replace(w=w)

@@ -1,30 +1,27 @@
 """The concept paper's whole evaluation for one classifier and one layer.
 
-`run_concepts_evaluation(config, workdir, model, variables, dataset)` runs on
-the split ``config.split`` of `dataset` (default: test) a list of one-way
-stages: compute (`methods`) -> results -> rows (`evaluators.concepts`) ->
-files (`report`):
+`run_concepts_evaluation(config, workdir, model, variables, dataset)` runs on the split
+``config.split`` of `dataset` (default: test) a list of one-way stages: compute (`methods`)
+-> results -> rows (`evaluators.concepts`) -> files (`report`):
 
-1. :func:`setup`: every configuration check, before anything long (`evaluate` runs
-   them before restoring the classifier: :func:`validate_config`);
-2. :func:`predict`: the model's argmax per image (labels are ignored);
-3. :func:`class_concepts`: per class, DeepLift + SmoothGrad on the images
-   predicted as the class; score-scaled pixel vectors (batched NMF per
-   ``class_chunk`` classes) and raw vectors above ``contrast_threshold`` x max;
-4. :func:`train_contrast`: pairwise classifiers for all pairs of classes;
-5. :func:`pair_matrices`, :func:`finish_nmf`: contrast matrices of
-   ``pairs_to_plot``, factorised with the classes left from step 3;
-6. :func:`search_crops`: every concept's top-m crops, one streamed search;
-7. :func:`stitch_test` (Tables 1/2); 8. :func:`contrast_pairs` (stitched
-   contrast concepts, bias probe, Table 4); 9. :func:`shift_test` (Table 3);
-10. :func:`evaluate_results`, `report.write_outputs`: figures/concepts,
-    stitched, contrast; results/stitch_test, bias_probe, shift_test and, on a
-    data set with planted parts (`data.planted`), planted_parts.
+1. :func:`setup`: every configuration check, before anything long (`evaluate` runs them
+   before restoring the classifier: :func:`validate_config`); 2. :func:`predict`: the
+   model's argmax per image (labels are ignored);
+3. :func:`class_concepts`: per class, DeepLift + SmoothGrad on the images predicted as the
+   class (split over the ``num_devices`` mesh); score-scaled pixel vectors (batched NMF per
+   :func:`nmf_chunk` classes, within ``memory_budget_bytes`` per device) and raw vectors
+   above ``contrast_threshold`` x max; 4. :func:`train_contrast`: pairwise classifiers for
+   all pairs of classes (class rows over the mesh, in blocks within the budget);
+5. :func:`pair_matrices`, :func:`finish_nmf`: contrast matrices of ``pairs_to_plot``,
+   factorised with the classes left from step 3; 6. :func:`search_crops`: every concept's
+   top-m crops, one streamed search; 7. :func:`stitch_test` (Tables 1/2); 8.
+   :func:`contrast_pairs` (stitched contrast concepts, bias probe, Table 4); 9.
+   :func:`shift_test` (Table 3); 10. :func:`evaluate_results`, `report.write_outputs`.
 
-Failures are per class / per pair: the row says why, summaries count them, and
-the run goes on; configuration errors are raised by :func:`setup`. Jitted
-functions take the variables as a traced argument (the `Split` is static), so
-a new checkpoint reuses every compilation. `attribution_fn` is injectable.
+Failures are per class / per pair: the row says why, summaries count them, and the run goes
+on; configuration errors are raised by :func:`setup`. Jitted functions take the variables as
+a traced argument (the `Split` is static), so a new checkpoint reuses every compilation.
+`attribution_fn` is injectable.
 """
 
 from __future__ import annotations
@@ -52,8 +49,8 @@ from jaxconcepts.methods import crops as crops_lib
 from jaxconcepts.models import split as split_lib
 from jaxconcepts.programs import classifier
 from jaxconcepts.programs import config_utils
-from jaxconcepts.utils import check_choice
-from jaxconcepts.utils import check_int
+from jaxconcepts.train import distributed
+from jaxconcepts.utils import check_choice, check_int
 
 # The errors that mark one class as failed (the attribution's input checks);
 # anything else is a bug and stops the run.
@@ -70,8 +67,7 @@ class Run:
 
   Attributes:
     config: the concepts config (read where used).
-    model, variables: the classifier (split protocol) and its variables (a
-      traced argument of every jitted function).
+    model, variables: the classifier and its variables (traced in every jitted function).
     split: the model cut at the layer (a static argument).
     images: (N, H, W, C) float32, the split explained and searched.
     classes, pairs: the classes explained; the pairs (A, B) for contrast.
@@ -79,6 +75,7 @@ class Run:
     info: layer, shapes, geometry, layout, names, noise std and blank.
     key: the run's PRNG key (attribution noise, NMF init).
     truth: the split's planted parts (None: the data set has none).
+    mesh: the devices splitting images / classes (``num_devices``; None: one device).
   """
   config: ml_collections.ConfigDict
   model: nn.Module
@@ -91,6 +88,7 @@ class Run:
   info: ev.RunInfo
   key: jax.Array
   truth: ev.PartTruth | None = None
+  mesh: Any = None
 
   @property
   def k(self) -> int:
@@ -98,8 +96,7 @@ class Run:
     return int(self.config.n_concepts)
 
 
-def _pair_list(config: ml_collections.ConfigDict,
-               num_classes: int) -> tuple[tuple[int, int], ...]:
+def _pair_list(config: ml_collections.ConfigDict, num_classes: int) -> tuple[tuple[int, int], ...]:
   out = []
   for p in config.pairs_to_plot or ():
     if len(p) != 2:
@@ -144,8 +141,9 @@ def _check_values(config: ml_collections.ConfigDict) -> None:
     check_int(config[key], key)
   check_int(config.n_samples, "n_samples", 0)
   check_int(config.seed, "seed", 0)
-  if config.max_images is not None:
-    check_int(config.max_images, "max_images")
+  for key, low in (("max_images", 1), ("num_devices", 0)):  # None: all images / one device
+    if config.get(key) is not None:
+      check_int(config[key], key, low)
   check_choice("score_order", config.score_order, cl.SCORE_ORDERS)
   check_choice("split", config.split, ("test", "train"))
   check_choice("noise_std_units", config.noise_std_units, ("data_std", "pixels"))
@@ -171,7 +169,16 @@ def _check_model(config: ml_collections.ConfigDict, model: nn.Module,
   if k > layer_shape[-1]:
     raise ValueError(f"n_concepts={k} must lie in [1, {layer_shape[-1]}] (the channels of "
                      f"{s.layer})")
+  nmf_chunk(config, layer_shape)  # a budget too small for one class: an error now
   return s, classes, pairs, layer_shape, geometry
+
+
+def nmf_chunk(config: ml_collections.ConfigDict, layer_shape: Sequence[int]) -> int:
+  """Classes per NMF call: ``class_chunk``, or fewer to fit ``memory_budget_bytes``."""
+  n = config.get("num_devices")
+  return cl.nmf_chunk_size(int(config.n_images_per_class), layer_shape, int(config.n_concepts),
+                           int(config.class_chunk), config.get("memory_budget_bytes"),
+                           1 if n is None else (int(n) or jax.device_count()))
 
 
 def validate_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -204,8 +211,8 @@ def setup(config: ml_collections.ConfigDict, model: nn.Module, variables: Any,
   """Checks the config against the model and data; resolves layer and layout.
 
   Raises:
-    ValueError: an unknown layer, a layer without spatial extent, k larger
-      than the channels, bad classes / pairs / offsets / choices.
+    ValueError: an unknown layer, a layer without spatial extent, k larger than the channels,
+      bad classes / pairs / offsets / choices, a budget too small for one class.
   """
   _check_values(config)
   images, truth = _split_images(config, dataset)
@@ -215,13 +222,14 @@ def setup(config: ml_collections.ConfigDict, model: nn.Module, variables: Any,
                                    images.shape[-1], model, variables)
   info = ev.RunInfo(s.layer, tuple(layer_shape), images.shape[0], geometry, layout,
                     _class_names(dataset), *_data_settings(config, dataset))
-  logging.info("concepts: layer %s %s, crops %s (pool %d, grid %s), stitch layout %s, "
-               "%d classes, %d images in the %s split", s.layer, layer_shape,
-               geometry.crop_hw, geometry.pool, geometry.grid_hw, layout, len(classes),
-               images.shape[0], config.split)
+  logging.info("concepts: layer %s %s, crops %s (pool %d, grid %s), stitch layout %s, %d "
+               "classes, %d images in the %s split", s.layer, layer_shape, geometry.crop_hw,
+               geometry.pool, geometry.grid_hw, layout, len(classes), images.shape[0], config.split)
+  n = config.get("num_devices")  # None: one device (as placed); 0: all
+  mesh = None if n is None else distributed.global_mesh(int(n))
   return Run(config, model, variables, s, images, classes, pairs,
              tuple(float(t) for t in config.shift_offsets), info,
-             jax.random.PRNGKey(int(config.seed)), truth)
+             jax.random.PRNGKey(int(config.seed)), truth, mesh)
 
 
 # ---------------------------------------------------------------------------
@@ -234,22 +242,20 @@ def predict(run: Run) -> np.ndarray:
   logits = split_lib.predict_logits(run.model, run.variables, run.images,
                              int(run.config.eval_batch_size))
   preds = logits.argmax(-1).astype(np.int32)
-  logging.info("concepts: predicted %d images in %.1fs; per-class counts %s",
-               run.images.shape[0], time.time() - t0,
-               np.bincount(preds, minlength=len(run.info.names)).tolist())
+  logging.info("concepts: predicted %d images in %.1fs; per-class counts %s", run.images.shape[0],
+               time.time() - t0, np.bincount(preds, minlength=len(run.info.names)).tolist())
   return preds
 
 
-def _attribute(run: Run, c: int, idx: np.ndarray,
-               attribution_fn: Callable[..., Any]) -> tuple[jax.Array, jax.Array]:
+def _attribute(run: Run, c: int, idx: np.ndarray, attribution_fn: Callable[..., Any]
+               ) -> tuple[jax.Array, jax.Array]:
   """Activations and attributions (n, h, w, c) of the class's n images."""
   config = run.config
   n_per_class = int(config.n_images_per_class)
-  # Pad to n_per_class images (repeats of the first), so the attribution
-  # compiles once for all classes; the padding is dropped.
+  # Pad to n_per_class images (repeats of the first): one compilation for all classes.
   x = run.images[np.concatenate([idx, np.full(n_per_class - idx.size, idx[0])])]
   acts = jnp.asarray(split_lib.encode_images(run.split, run.variables, x,
-                                      int(config.eval_batch_size)))[:idx.size]
+                                             int(config.eval_batch_size)))[:idx.size]
   attr = jnp.asarray(attribution_fn(
       run.model, run.variables, jnp.asarray(x), np.full((n_per_class,), c, np.int32),
       run.split.layer, n_samples=int(config.n_samples), std=run.info.noise_std,
@@ -288,23 +294,23 @@ def _explain_class(run: Run, c: int, preds: np.ndarray, attribution_fn: Callable
 
 def _factorise(run: Run, mats: Mapping[Hashable, np.ndarray],
                call: int) -> dict[Hashable, cl.ConceptSet | str]:
-  """The run's `call`-th NMF: {class or ("pair", A, B): concepts or NMF error}."""
-  t0 = time.time()
-  config = run.config
+  """The run's `call`-th NMF, in chunks within ``memory_budget_bytes`` (classes split over
+  the mesh): {class or ("pair", A, B): concepts or NMF error}."""
+  t0, config = time.time(), run.config
   names = {i: f"pair {i[1:]}" if isinstance(i, tuple) else f"class {i}" for i in mats}
-  out = cl.extract_concepts_each(
-      mats, run.k, names=names,
-      key=jax.random.fold_in(run.key, 10**6 + call), fallback_key=int(config.seed),
-      init=config.nmf_init, max_iter=int(config.nmf_max_iter), tol=float(config.nmf_tol))
+  out = cl.extract_concepts_chunked(
+      mats, run.k, names=names, key=jax.random.fold_in(run.key, 10**6 + call),
+      fallback_key=int(config.seed), init=config.nmf_init, max_iter=int(config.nmf_max_iter),
+      tol=float(config.nmf_tol), mesh=run.mesh,
+      memory_budget_bytes=config.get("memory_budget_bytes"))
   logging.info("concepts: NMF of %d matrices in %.1fs", len(mats), time.time() - t0)
   return out
 
 
 class ClassStage(NamedTuple):
-  """Step 3's results: `classes` per class, in order (concepts not yet attached);
-  `vectors` {class: (n, c) contrast vectors}; `factorised` {class: concepts or NMF
-  error} of the chunks done; `pending` {class: NMF matrix} left for step 5;
-  `nmf_calls` so far (each call's key depends on its number)."""
+  """Step 3's results: `classes` per class, in order (concepts not yet attached); `vectors`
+  {class: (n, c) contrast vectors}; `factorised` {class: concepts or NMF error} of the chunks
+  done; `pending` {class: NMF matrix} for step 5; `nmf_calls` (each call's key: its number)."""
   classes: tuple[ev.ClassResult, ...]
   vectors: dict[int, np.ndarray]
   factorised: dict[Hashable, cl.ConceptSet | str]
@@ -312,8 +318,7 @@ class ClassStage(NamedTuple):
   nmf_calls: int
 
 
-def class_concepts(run: Run, preds: np.ndarray,
-                   attribution_fn: Callable[..., Any]) -> ClassStage:
+def class_concepts(run: Run, preds: np.ndarray, attribution_fn: Callable[..., Any]) -> ClassStage:
   """Attribution, contrast vectors and NMF matrices per class; NMF per chunk."""
   t0 = time.time()
   results, vectors, done, pending, calls = [], {}, {}, {}, 0
@@ -329,12 +334,11 @@ def class_concepts(run: Run, preds: np.ndarray,
                  "vectors, %.1fs", ci + 1, len(run.classes), run.info.names[c], result.status,
                  result.image_idx.size, result.n_vectors, result.n_contrast_vectors,
                  time.time() - tc)
-    if len(pending) >= max(1, int(run.config.class_chunk)):
+    if len(pending) >= nmf_chunk(run.config, run.info.layer_shape):
       calls += 1
       done.update(_factorise(run, pending, calls))
       pending = {}
-  logging.info("concepts: attributions of %d classes in %.1fs", len(run.classes),
-               time.time() - t0)
+  logging.info("concepts: attributions of %d classes in %.1fs", len(run.classes), time.time() - t0)
   return ClassStage(tuple(results), vectors, done, pending, calls)
 
 
@@ -349,7 +353,8 @@ def train_contrast(run: Run, stage: ClassStage) -> ct.ClassPairs | None:
     return None
   t0 = time.time()
   result = ct.train_contrast([stage.vectors[c] for c in ok], epochs=int(run.config.epochs),
-                             lr=float(run.config.lr))
+                             lr=float(run.config.lr), mesh=run.mesh,
+                             memory_budget_bytes=run.config.get("memory_budget_bytes"))
   logging.info("concepts: %d pairwise classifiers in %.1fs (mean train acc %.3f)",
                len(result.pairs), time.time() - t0, float(np.mean(result.accuracy)))
   return ct.ClassPairs(result, ok)
@@ -389,8 +394,7 @@ def finish_nmf(run: Run, stage: ClassStage, pair_mats: Mapping[Hashable, np.ndar
   """The last NMF call (leftover classes, then the pairs); concepts attached.
 
   Returns:
-    (classes with their concepts or NMF errors, {pair: concepts},
-    {pair: NMF error}).
+    (classes with their concepts or NMF errors, {pair: concepts}, {pair: NMF error}).
   """
   done = dict(stage.factorised)
   pending = {**stage.pending, **pair_mats}
@@ -516,8 +520,7 @@ def shift_test(run: Run, classes: tuple[ev.ClassResult, ...],
   """{B: the shifting test from B} for every class with contrast vectors."""
   if contrast is None:
     return {}
-  t0 = time.time()
-  out = {}
+  t0, out = time.time(), {}
   for r in classes:
     if r.cls in contrast.classes:
       out[r.cls] = _shift_from(run, r.cls, r.image_idx, contrast)
@@ -541,8 +544,7 @@ def evaluate_results(run: Run, classes: tuple[ev.ClassResult, ...],
   return [*ev.concept_figures(info, class_crops),
           *([ev.stitched_figure(info, stitch)] if stitch is not None else []),
           ev.stitch_test(run.config, info, classes, stitch),
-          *ev.contrast_figures(info, pairs),
-          ev.bias_probe(run.config, info, pairs),
+          *ev.contrast_figures(info, pairs), ev.bias_probe(run.config, info, pairs),
           ev.shift_test(run.config, info, classes, shifts, run.offsets),
           *([ev.planted_parts(run.config, info, run.truth, classes, crops, run.pairs)]
             if run.truth is not None else [])]
@@ -550,8 +552,7 @@ def evaluate_results(run: Run, classes: tuple[ev.ClassResult, ...],
 
 def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
                             model: nn.Module, variables: Any, dataset: data_lib.Dataset, *,
-                            attribution_fn: Callable[..., Any] | None = None
-                            ) -> dict[str, Any]:
+                            attribution_fn: Callable[..., Any] | None = None) -> dict[str, Any]:
   """Runs the concept paper's evaluation; writes results and figures.
 
   Args:
@@ -562,13 +563,13 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
     attribution_fn: `layer_deeplift_smoothgrad`-compatible; default the real one.
 
   Returns:
-    {"layer", "stitch_test": {"table1", "table2"}, "shift_test": Table 3,
-    "bias_probe": rows, "failures": {"classes": {class: status}, "pairs":
-    n_failed}, "planted_parts": summary rows or None, "files", "wall_s"}.
+    {"layer", "stitch_test": {"table1", "table2"}, "shift_test": Table 3, "bias_probe": rows,
+    "failures": {"classes": {class: status}, "pairs": n_failed}, "planted_parts": summary
+    rows or None, "files", "wall_s"}.
   """
   t0 = time.time()
   run = setup(config, model, variables, dataset)
-  attribution_fn = attribution_fn or cl.default_attribution_fn()
+  attribution_fn = attribution_fn or cl.default_attribution_fn(run.mesh)
   preds = predict(run)
   stage = class_concepts(run, preds, attribution_fn)
   contrast = train_contrast(run, stage)
@@ -586,8 +587,8 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
   table2 = tables["stitch_test"]["table 2 (excluding the class)"][0]
   table3 = tables["shift_test"]["table 3"][0]
   wall = time.time() - t0
-  logging.info("concepts: done in %.1fs; table 1 %s; table 2 %s; table 3 %s", wall,
-               table1, table2, table3)
+  logging.info("concepts: done in %.1fs; table 1 %s; table 2 %s; table 3 %s", wall, table1,
+               table2, table3)
   return {"layer": run.split.layer, "stitch_test": {"table1": table1, "table2": table2},
           "shift_test": table3, "bias_probe": tables["bias_probe"]["bias probe (Table 4)"],
           "failures": {"classes": {r.cls: r.status for r in classes if r.status != "ok"},
@@ -599,9 +600,9 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """`evaluate.py`'s entry for ``config.task == "concepts"``: returns the run's summary.
 
-  Restores the latest checkpoint of the classifier in ``config.classifier_workdir``
-  (default: `workdir`), loads its data set (``config.data`` unless
-  ``config.use_classifier_data``) and runs :func:`run_concepts_evaluation`.
+  Restores the latest checkpoint of the classifier in ``config.classifier_workdir`` (default:
+  `workdir`), loads its data set (``config.data`` unless ``config.use_classifier_data``) and
+  runs :func:`run_concepts_evaluation`.
 
   Raises:
     FileNotFoundError: no trained classifier there (with the command to train one).
