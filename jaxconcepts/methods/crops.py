@@ -1,59 +1,54 @@
 """Concept crops and the stitched-image test (Herdt Sec. 4).
 
-A concept is a vector in a layer's channel space (`methods/concepts.py`). It is
-shown by the input crops under the data set's activation pixels most similar
-to it, and tested by stitching the top crops of a class's concepts into one
-image and asking the model for the class.
+A concept is a vector in a layer's channel space (`methods/concepts.py`). It is shown by the
+input crops under the data set's activation pixels most similar to it, and tested by
+stitching the top crops of a class's concepts into one image and asking the model for the
+class.
 
-Crop geometry (:func:`crop_geometry`), following the authors' code: the
-activations of every image are 2x2 average-pooled; for a tap of spatial size
-(h, w) from inputs (H, W), the pooled grid is (h // 2, w // 2) (floor; a
-trailing odd row / column is dropped), the crop side is ``H // (h // 2)`` by
-``W // (w // 2)`` and pooled pixel (i, j) is the crop at rows
-``[i * side, (i + 1) * side)``. For even h this is exactly the input region the
-pooled pixel's 2 x 2 tap pixels tile (side = 2 x the layer's stride); for odd h
-it is the reference code's approximation (e.g. ResNet layer4 at 224: 7x7 tap,
-3x3 grid, 74x74 crops, as the paper says). Fallback: if the pooled grid would
-have fewer than 2 cells along a side (e.g. a 2x2 tap), pooling is skipped
-(``pool = 1``: grid (h, w), side ``H // h``); a layer whose grid is still a
-single cell (1x1 taps) or that has no spatial axes at all (logits, pooled
+Crop geometry (:func:`crop_geometry`), following the authors' code: the activations of every
+image are 2x2 average-pooled; for a tap of spatial size (h, w) from inputs (H, W), the
+pooled grid is (h // 2, w // 2) (floor; a trailing odd row / column is dropped), the crop
+side is ``H // (h // 2)`` by ``W // (w // 2)`` and pooled pixel (i, j) is the crop at rows
+``[i * side, (i + 1) * side)``. For even h this is exactly the input region the pooled
+pixel's 2 x 2 tap pixels tile (side = 2 x the layer's stride); for odd h it is the reference
+code's approximation (e.g. ResNet layer4 at 224: 7x7 tap, 3x3 grid, 74x74 crops, as the
+paper says). Fallback: if the pooled grid would have fewer than 2 cells along a side (e.g. a
+2x2 tap), pooling is skipped (``pool = 1``: grid (h, w), side ``H // h``); a layer whose
+grid is still a single cell (1x1 taps) or that has no spatial axes at all (logits, pooled
 vectors) has no crops: ValueError.
 
-Search (:func:`search_crops`): the m pooled pixels with the highest cosine
-similarity to each concept, over the whole data set, streamed in batches;
+Search (:func:`search_crops`): the m pooled pixels with the highest cosine similarity to
+each concept, over the whole data set, streamed in batches (with ``mesh=``, each batch's
+images split over the devices, each device's top-m merged in image order: the same hits);
 :func:`extract_crops` cuts the crops out.
 
-The stitched-image test (:func:`stitch`): the top-1 crop of each of the k
-concepts stitched into one image and fed to the model; the model should
-predict the class. Crops come from all images (Table 1) or only from images
-the model does not predict as the class (Table 2). Layouts:
+The stitched-image test (:func:`stitch`): the top-1 crop of each of the k concepts stitched
+into one image and fed to the model; the model should predict the class. Crops come from all
+images (Table 1) or only from images the model does not predict as the class (Table 2).
+Layouts:
 
-* ``"vertical"`` -- the crops concatenated along the height (k * side x side),
-  as the authors' code; for models that take any input size (our ResNets,
-  global average pooling).
-* ``"canvas"`` -- the crops at native scale on a canvas of the model's input
-  size filled with ``fill`` (a background value; 0 = black for MNIST-like
-  data): the near-square grid below, centred, if it fits, else row-major cells
-  of the whole canvas; needs ``(H // side) * (W // side) >= k``. E.g. the VGG
-  at 32x32, conv2a (8x8 tap): six 8x8 crops as a 2 x 3 block (16 x 24) in the
-  middle of a black 32x32 image, where the objects of centred data sets are.
-* ``"grid"`` -- a near-square grid (``ceil(sqrt(k))`` columns), empty cells
-  ``fill``.
-* ``"place"`` -- each crop pasted back where it was cut from, on a ``fill`` canvas
-  of the input size: for centred data sets (Fashion-MNIST) it keeps each part
-  where the classifier expects it, where a grid moves parts anywhere.
-* ``"auto"`` (program default) -- ``"vertical"`` if the model takes inputs
-  of any size (it accepts twice its input size and the strip's shape), else
-  ``"canvas"`` if the crops fit, else ``"grid"``. (Our VGG accepts some other
-  sizes -- any side in (16, 32] ends in a 1x1 code -- but its dense layer was
-  trained on 32x32 inputs, so it gets the canvas.)
+* ``"vertical"`` -- the crops concatenated along the height (k * side x side), as the
+  authors' code; for models that take any input size (our ResNets, global average pooling).
+* ``"canvas"`` -- the crops at native scale on a canvas of the model's input size filled
+  with ``fill`` (a background value; 0 = black for MNIST-like data): the near-square grid
+  below, centred, if it fits, else row-major cells of the whole canvas; needs
+  ``(H // side) * (W // side) >= k``. E.g. the VGG at 32x32, conv2a (8x8 tap): six 8x8 crops as a 2 x 3
+  block (16 x 24) in the middle of a black 32x32 image, where the objects of centred data
+  sets are.
+* ``"grid"`` -- a near-square grid (``ceil(sqrt(k))`` columns), empty cells ``fill``.
+* ``"place"`` -- each crop pasted back where it was cut from, on a ``fill`` canvas of the
+  input size: for centred data sets (Fashion-MNIST) it keeps each part where the classifier
+  expects it, where a grid moves parts anywhere.
+* ``"auto"`` (program default) -- ``"vertical"`` if the model takes inputs of any size (it
+  accepts twice its input size and the strip's shape), else ``"canvas"`` if the crops fit,
+  else ``"grid"``. (Our VGG accepts some other sizes -- any side in (16, 32] ends in a 1x1
+  code -- but its dense layer was trained on 32x32 inputs, so it gets the canvas.)
 
-Whenever the stitched image's size is not one the model accepts (fixed-size
-models such as our VGG: its dense layer sees the flattened last conv), it is
-resized bilinearly to the model's input size (:func:`fit_to_size`); e.g. the
-VGG at conv2 (4x4 tap, 16x16 crops, 6 crops do not fit 32x32): a 2 x 3 grid of
-16x16 crops (32 x 48) resized to 32x32. The stitched-test table records which
-layout ran and whether a resize happened.
+Whenever the stitched image's size is not one the model accepts (fixed-size models such as
+our VGG: its dense layer sees the flattened last conv), it is resized bilinearly to the
+model's input size (:func:`fit_to_size`); e.g. the VGG at conv2 (4x4 tap, 16x16 crops, 6
+crops do not fit 32x32): a 2 x 3 grid of 16x16 crops (32 x 48) resized to 32x32. The
+stitched-test table records which layout ran and whether a resize happened.
 """
 
 from __future__ import annotations
@@ -71,8 +66,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconcepts.models import split as split_lib
-from jaxconcepts.utils import check_choice
-from jaxconcepts.utils import check_int
+from jaxconcepts.ops import sharding as sharding_ops
+from jaxconcepts.train import distributed
+from jaxconcepts.utils import check_choice, check_int
 
 STITCH_LAYOUTS = ("auto", "vertical", "canvas", "grid", "place")
 CROP_MODES = ("all", "exclude", "only")
@@ -177,8 +173,7 @@ class CropHits(NamedTuple):
     image: (B, m) int, image index in the searched set (-1: none found).
     row: (B, m) int, pooled row.
     col: (B, m) int, pooled column.
-    score: (B, m) float, cosine similarity (-inf: none found). Sorted
-      descending along m.
+    score: (B, m) float, cosine similarity (-inf: none found). Sorted descending along m.
   """
   image: np.ndarray
   row: np.ndarray
@@ -209,8 +204,8 @@ def _search_step(split: split_lib.Split, spec: _SearchSpec, variables: Any, stat
                  valid: jax.Array, pred: jax.Array, offset: jax.Array) -> dict:
   """Merges one batch of images into the running top-m of every mode.
 
-  The weights (`variables`) and the bases are traced arguments, so a new
-  checkpoint or new concepts of the same shapes reuse the compilation.
+  The weights (`variables`) and the bases are traced arguments: a new checkpoint or new
+  concepts of the same shapes reuse the compilation.
   """
   gh, gw = spec.geometry.grid_hw
   cells, bs = gh * gw, spec.batch
@@ -225,16 +220,22 @@ def _search_step(split: split_lib.Split, spec: _SearchSpec, variables: Any, stat
   ids = offset * cells + jnp.arange(bs * cells, dtype=jnp.int32)
   ok = valid[img][None, :]
   same = pred[img][None, :] == basis_class[:, None]
-  new_state = {}
+  cand = {}
   for mode in spec.modes:
     allowed = ok if mode == "all" else (ok & ~same if mode == "exclude" else ok & same)
     s = jnp.where(allowed, sims, -jnp.inf)
-    old_s, old_i = state[mode]
-    all_s = jnp.concatenate([old_s, s], axis=1)
-    all_i = jnp.concatenate([old_i, jnp.broadcast_to(ids, s.shape)], axis=1)
-    top_s, pos = jax.lax.top_k(all_s, spec.m)
-    new_state[mode] = (top_s, jnp.take_along_axis(all_i, pos, axis=1))
-  return new_state
+    cand[mode] = (s, jnp.broadcast_to(ids, s.shape))
+  return sharding_ops.merge_top_k(state, cand, spec.m)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _search_step_sharded(split: split_lib.Split, spec: _SearchSpec, mesh: Any, variables: Any,
+                         state: dict, unit_bases, basis_class, x, valid, pred, offset) -> dict:
+  """`_search_step` with the batch's images split over `mesh` (`blockwise_top_k`)."""
+  local = spec._replace(batch=spec.batch // mesh.size)
+  step = lambda w, r, i, fresh: _search_step(split, local, w[0], fresh, *w[1:3], *r, w[3] + i)
+  return sharding_ops.blockwise_top_k(step, mesh, (variables, unit_bases, basis_class, offset),
+                                      (x, valid, pred), state)
 
 
 def _hits_from_state(scores: jax.Array, ids: jax.Array, grid_hw: tuple[int, int],
@@ -264,10 +265,8 @@ def _search_classes(modes: Sequence[str], n: int, nb: int, basis_class: Any,
     return np.zeros((nb,), np.int32), np.zeros((n,), np.int32)
   if basis_class is None or predictions is None:
     raise ValueError("modes 'exclude' / 'only' need basis_class and predictions")
-  basis_class = np.asarray(basis_class, np.int32)
-  predictions = np.asarray(predictions, np.int32)
-  chex.assert_shape(basis_class, (nb,))
-  chex.assert_shape(predictions, (n,))
+  basis_class, predictions = np.asarray(basis_class, np.int32), np.asarray(predictions, np.int32)
+  chex.assert_shape([basis_class, predictions], [(nb,), (n,)])
   return basis_class, predictions
 
 
@@ -276,21 +275,20 @@ def search_crops(split: split_lib.Split, variables: Any, images: np.ndarray,
                  modes: Sequence[str] = ("all",),
                  basis_class: np.ndarray | None = None,
                  predictions: np.ndarray | None = None,
-                 batch_size: int = 256) -> dict[str, CropHits]:
+                 batch_size: int = 256, mesh: Any = None) -> dict[str, CropHits]:
   """Top-`n_crops` data set crops per concept by cosine similarity.
 
-  Streams over `images` in batches: encode, pool (`geometry.pool`), cosine
-  similarity of every pooled pixel vector with every basis vector, merged into
-  a running top-m (no copy of the data set's activations is kept). Ties keep
-  the earlier pixel; several crops may come from the same image (as the
-  authors' code).
+  Streams over `images` in batches: encode, pool (`geometry.pool`), cosine similarity of every
+  pooled pixel vector with every basis vector, merged into a running top-m (no copy of the data
+  set's activations is kept). Ties keep the earlier pixel; several crops may come from the same
+  image (as the authors' code).
 
   Args:
-    split: the model cut at the layer (`models.split.Split`, or any hashable
-      object whose ``encode(variables, x)`` maps images (b, H, W, C) to
-      activations (b, h, w, c)); a static jit argument.
-    variables: the model's variables (traced: a new checkpoint of the same
-      architecture does not recompile).
+    split: the model cut at the layer (`models.split.Split`, or any hashable object whose
+      ``encode(variables, x)`` maps images (b, H, W, C) to activations (b, h, w, c)); a static
+      jit argument.
+    variables: the model's variables (traced: a new checkpoint of the same architecture does
+      not recompile).
     images: (N, H, W, C) float32, the data set searched.
     bases: (B, c) concept vectors (e.g. all classes' concepts stacked).
     n_crops: m >= 1.
@@ -299,7 +297,8 @@ def search_crops(split: split_lib.Split, variables: Any, images: np.ndarray,
       differs from the basis' class), "only" (only images predicted as it).
     basis_class: (B,) int class of each basis, needed for exclude / only.
     predictions: (N,) int model predictions, needed for exclude / only.
-    batch_size: images per step.
+    batch_size: images per step (with `mesh`, rounded up to a multiple of its devices).
+    mesh: a `jax.sharding.Mesh` to split each batch's images over (the same hits).
 
   Returns:
     {mode: CropHits} with (B, n_crops) fields.
@@ -313,9 +312,12 @@ def search_crops(split: split_lib.Split, variables: Any, images: np.ndarray,
   basis_class, predictions = _search_classes(modes, n, nb, basis_class, predictions)
   if n * geometry.cells >= 2**31:
     raise ValueError(f"{n} images x {geometry.cells} cells overflows int32 pixel ids")
-  spec = _SearchSpec(geometry, modes, min(n_crops, n * geometry.cells),
-                     min(check_int(batch_size, "batch_size"), n))
-  bs = spec.batch
+  bs = min(check_int(batch_size, "batch_size"), n)
+  bs = bs if mesh is None else sharding_ops.padded_size(bs, mesh)
+  spec = _SearchSpec(geometry, modes, min(n_crops, n * geometry.cells), bs)
+  step = (functools.partial(_search_step, split, spec) if mesh is None else
+          functools.partial(_search_step_sharded, split, spec, mesh))
+  window = distributed.StepWindow()  # host <= 2 steps ahead (XLA:CPU all-reduce deadlock)
   unit_bases = _normalise(jnp.asarray(bases))
   state = {mode: (jnp.full((nb, spec.m), -jnp.inf, jnp.float32),
                   jnp.full((nb, spec.m), -1, jnp.int32)) for mode in modes}
@@ -326,8 +328,9 @@ def search_crops(split: split_lib.Split, variables: Any, images: np.ndarray,
     if k < bs:
       x = np.concatenate([x, np.zeros((bs - k,) + images.shape[1:], images.dtype)])
       pred = np.concatenate([pred, np.zeros((bs - k,), np.int32)])
-    state = _search_step(split, spec, variables, state, unit_bases, basis_class, x,
-                         np.arange(bs) < k, pred, np.int32(start))
+    state = step(variables, state, unit_bases, basis_class, x, np.arange(bs) < k, pred,
+                 np.int32(start))
+    window.push(state)
   return {mode: _hits_from_state(*state[mode], geometry.grid_hw, n_crops)
           for mode in modes}
 
@@ -346,13 +349,12 @@ class ConceptCrops(NamedTuple):
 def search_concept_crops(split: split_lib.Split, variables: Any, images: np.ndarray,
                          sets: Mapping[Hashable, tuple[np.ndarray, int]], n_crops: int,
                          geometry: CropGeometry, *, predictions: np.ndarray,
-                         fill: float = 0.0, batch_size: int = 256
+                         fill: float = 0.0, batch_size: int = 256, mesh: Any = None
                          ) -> dict[Hashable, ConceptCrops]:
   """Crops of several concept sets in every mode, from one :func:`search_crops`.
 
   Args:
-    split, variables, images, n_crops, geometry, batch_size: as
-      :func:`search_crops`.
+    split, variables, images, n_crops, geometry, batch_size, mesh: as :func:`search_crops`.
     sets: {id: (basis (k, c), class)}, k the same for all; the class is the
       one the exclude / only modes refer to.
     predictions: (N,) int model predictions.
@@ -367,7 +369,7 @@ def search_concept_crops(split: split_lib.Split, variables: Any, images: np.ndar
   basis_class = np.repeat(np.asarray([sets[i][1] for i in ids], np.int32), k)
   hits = search_crops(split, variables, images, bases, n_crops, geometry, modes=CROP_MODES,
                       basis_class=basis_class, predictions=predictions,
-                      batch_size=batch_size)
+                      batch_size=batch_size, mesh=mesh)
   crops = {m: extract_crops(images, h, geometry, fill) for m, h in hits.items()}
   rows = {i: slice(j * k, (j + 1) * k) for j, i in enumerate(ids)}
   return {i: ConceptCrops({m: h.select(sl) for m, h in hits.items()},
@@ -597,8 +599,7 @@ def stitch_summary(target_probs: Sequence[float], hits: Sequence[bool],
   """Tables 1/2 of the paper over classes.
 
   Args:
-    target_probs: per class, the softmax probability of the class for its
-      stitched image.
+    target_probs: per class, the softmax probability of the class for its stitched image.
     hits: per class, whether the class is the stitched image's argmax.
     thresholds: report % of classes with probability above each.
 

@@ -72,3 +72,48 @@ def row_map(fn: Callable[..., Any], mesh: Mesh, whole: Any, rows: Any, n: int) -
   out = jax.shard_map(fn, mesh=mesh, in_specs=(P(), spec), out_specs=spec,
                       check_vma=False)(whole, rows)
   return jax.tree.map(lambda a: a[:n], out)
+
+
+def merge_top_k(state: dict, candidates: dict, m: int) -> dict:
+  """{key: (scores (B, m), ids (B, m))}: the running top-m merged with candidates (B, r).
+
+  The state's entries come first, then the candidates in their order, so on
+  equal scores the earlier entry wins (`jax.lax.top_k` keeps the lower index).
+  """
+  out = {}
+  for key, (old_s, old_i) in state.items():
+    new_s, new_i = candidates[key]
+    top_s, pos = jax.lax.top_k(jnp.concatenate([old_s, new_s], axis=1), m)
+    out[key] = (top_s, jnp.take_along_axis(jnp.concatenate([old_i, new_i], axis=1), pos, 1))
+  return out
+
+
+def blockwise_top_k(block_step: Callable[..., dict], mesh: Mesh, whole: Any, rows: Any,
+                    state: dict) -> dict:
+  """A running top-m search step with the batch's rows split over `mesh`.
+
+  Each device runs ``block_step(whole, rows_block, first_row, fresh_state)`` on
+  its block (``first_row``: the block's first row in the batch, for global
+  ids; ``fresh_state``: `state` emptied to -inf scores and -1 ids) and keeps
+  its own top-m; these are merged into `state` in device order (= row order),
+  so ties resolve as in one search over the whole batch. The batch's rows must
+  be a multiple of the device count (no padding: padded rows would be hits).
+
+  Returns:
+    The new state, as `block_step` on the whole batch would give.
+  """
+  n = jax.tree.leaves(rows)[0].shape[0]
+  if n % mesh.size:
+    raise ValueError(f"the batch's {n} rows must be a multiple of the {mesh.size} devices")
+
+  def block(w, r):
+    fresh = {k: (jnp.full_like(s, -jnp.inf), jnp.full_like(i, -1)) for k, (s, i) in w[1].items()}
+    out = block_step(w[0], r[0], r[1][0], fresh)
+    return jax.tree.map(lambda a: a[None], out)  # (1, B, m) per device
+
+  spec = rows_spec(mesh)
+  cand = jax.shard_map(block, mesh=mesh, in_specs=(P(), spec), out_specs=spec,
+                       check_vma=False)((whole, state), (rows, jnp.arange(n, dtype=jnp.int32)))
+  flat = lambda a: jnp.moveaxis(a, 0, 1).reshape(a.shape[1], -1)  # (d, B, m) -> (B, d m)
+  m = jax.tree.leaves(state)[0].shape[1]
+  return merge_top_k(state, jax.tree.map(flat, cand), m)

@@ -422,7 +422,7 @@ def search_crops(run: Run, preds: np.ndarray, classes: tuple[ev.ClassResult, ...
   crops = crops_lib.search_concept_crops(
       run.split, run.variables, run.images, sets, int(run.config.n_crops), run.info.geometry,
       predictions=preds, fill=float(run.config.stitch_fill),
-      batch_size=int(run.config.crop_batch_size))
+      batch_size=int(run.config.crop_batch_size), mesh=run.mesh)
   logging.info("concepts: crop search over %d images for %d concepts in %.1fs",
                run.images.shape[0], run.k * len(sets), time.time() - t0)
   return crops

@@ -11,7 +11,9 @@ import pytest
 from jaxconcepts.methods import attribution
 from jaxconcepts.methods import concepts
 from jaxconcepts.methods import contrast
+from jaxconcepts.methods import crops as crops_lib
 from jaxconcepts.models import classifiers as models
+from jaxconcepts.models import split as split_lib
 from jaxconcepts.ops import nmf
 from tests.methods.test_attribution import _random_variables
 
@@ -115,3 +117,28 @@ def test_pairwise_classifiers_sharded_equals_one_device():
   np.testing.assert_allclose(r8.weights, r1.weights, rtol=0, atol=1e-5)
   np.testing.assert_allclose(r8.biases, r1.biases, rtol=0, atol=1e-5)
   np.testing.assert_array_equal(r8.accuracy, r1.accuracy)
+
+
+@pytest.mark.parametrize("batch_size", [4, 16])
+def test_crop_search_sharded_over_images_equals_one_device(small, batch_size):
+  model, variables, _ = small
+  rng = np.random.default_rng(6)
+  images = rng.uniform(size=(13, 8, 8, 1)).astype(np.float32)
+  images[9] = images[2]  # exact ties: the earlier image must win on 8 devices too
+  s = split_lib.split(model, "conv1")
+  geometry = crops_lib.crop_geometry((8, 8, 1), s.shape((8, 8, 1)))
+  bases = rng.uniform(size=(4, 8)).astype(np.float32)
+  pooled = crops_lib.avg_pool(s.encode(variables, images[2:3]), geometry.pool)
+  bases[0] = np.asarray(pooled)[0, 1, 0]  # image 2's (and 9's) pooled pixel (1, 0)
+  kw = dict(modes=crops_lib.CROP_MODES, basis_class=np.array([0, 1, 2, 3]),
+            predictions=rng.integers(0, 4, 13).astype(np.int32), batch_size=batch_size)
+  ref = crops_lib.search_crops(s, variables, images, bases, 5, geometry, **kw)
+  got = crops_lib.search_crops(s, variables, images, bases, 5, geometry, mesh=_mesh(8), **kw)
+  for mode in crops_lib.CROP_MODES:
+    for field in ("image", "row", "col"):
+      np.testing.assert_array_equal(getattr(got[mode], field), getattr(ref[mode], field))
+    np.testing.assert_allclose(got[mode].score, ref[mode].score, rtol=0, atol=1e-5)
+  assert (ref["all"].image >= 0).all() and np.isfinite(ref["all"].score).all()
+  # Basis 0 is the duplicated pixel: images 2 then 9 (the tie keeps the earlier image).
+  np.testing.assert_array_equal(got["all"].image[0, :2], [2, 9])
+  np.testing.assert_array_equal(got["all"].row[0, :2], [1, 1])
