@@ -64,14 +64,16 @@ def row_map(fn: Callable[..., Any], mesh: Mesh, whole: Any, rows: Any, n: int) -
     n: the number of real rows.
 
   Returns:
-    fn's outputs over all rows, (n, ...) each.
+    fn's outputs over all rows, (n, ...) each, replicated over the mesh.
   """
   total = padded_size(n, mesh)
   rows = jax.tree.map(lambda a: pad_rows(a, total), rows)
   spec = rows_spec(mesh)
   out = jax.shard_map(fn, mesh=mesh, in_specs=(P(), spec), out_specs=spec,
                       check_vma=False)(whole, rows)
-  return jax.tree.map(lambda a: a[:n], out)
+  # Replicated results: whole on every device, so every process can read them.
+  return jax.lax.with_sharding_constraint(jax.tree.map(lambda a: a[:n], out),
+                                          NamedSharding(mesh, P()))
 
 
 def merge_top_k(state: dict, candidates: dict, m: int) -> dict:

@@ -66,6 +66,11 @@ def test_deeplift_per_image_baseline_and_explicit_noise_sharded(small):
   np.testing.assert_allclose(got.attributions, ref.attributions, rtol=0, atol=1e-5)
   np.testing.assert_allclose(got.delta, ref.delta, rtol=0, atol=1e-5)
   assert got.delta.shape == (5, 2)
+  plain = attribution.deeplift(model, variables, x, 1, "conv1")  # no SmoothGrad, shared baseline
+  split8 = attribution.deeplift(model, variables, x, 1, "conv1", mesh=_mesh(8))
+  np.testing.assert_allclose(split8.attributions, plain.attributions, rtol=0, atol=1e-5)
+  np.testing.assert_allclose(split8.delta, plain.delta, rtol=0, atol=1e-5)
+  assert split8.delta.shape == (5,)
 
 
 def _class_matrices(num, rows=(30, 41), channels=6, seed=0):
