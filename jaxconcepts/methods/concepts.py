@@ -401,6 +401,60 @@ def extract_concepts_chunked(matrices: Mapping[Hashable, Any], n_components: int
   return out
 
 
+def crop_search_bytes(n_bases: int, images_per_device: int, cells: int, n_crops: int,
+                      n_modes: int = len(crops_lib.CROP_MODES)) -> int:
+  """Estimated device bytes of a crop search step for `n_bases` concept vectors.
+
+  ``4 B (b g (1 + 2 M) + 4 m M)``: the similarities (B, b g) of b images of g
+  pooled cells, per mode their masked copy and the candidates' ids, and the
+  running top-m scores and ids merged with them (M modes, m crops).
+  """
+  b, g, m, nm = int(images_per_device), int(cells), int(n_crops), int(n_modes)
+  return 4 * int(n_bases) * (b * g * (1 + 2 * nm) + 4 * m * nm)
+
+
+def crop_chunk_size(k: int, batch_size: int, cells: int, n_crops: int,
+                    memory_budget_bytes: int | None = None, num_devices: int = 1) -> int:
+  """Concept sets (of k bases) per crop search: ``budget // crop_search_bytes(k, b, ...)``,
+  b = ceil(batch_size / num_devices) images per device (every device sees every set).
+
+  Raises:
+    ValueError: the budget does not hold one set's search.
+  """
+  need = crop_search_bytes(k, -(-int(batch_size) // int(num_devices)), cells, n_crops)
+  return classes_per_chunk(need, memory_budget_bytes)
+
+
+def search_concept_crops_chunked(split: Any, variables: Any, images: np.ndarray,
+                                 sets: Mapping[Hashable, tuple[np.ndarray, int]], n_crops: int,
+                                 geometry: CropGeometry, *, predictions: np.ndarray,
+                                 fill: float = 0.0, batch_size: int = 256, mesh: Any = None,
+                                 memory_budget_bytes: int | None = None
+                                 ) -> dict[Hashable, crops_lib.ConceptCrops]:
+  """`crops.search_concept_crops` over chunks of concept sets that fit a memory budget.
+
+  Each concept's top crops do not depend on the others, so the result equals
+  one search over all sets; each chunk streams the images once. Chunk: the
+  most sets whose :func:`crop_search_bytes` (k bases per set, the batch split
+  over `mesh`'s devices) fits `memory_budget_bytes` (default 2 GiB) per device.
+
+  Raises:
+    ValueError: the budget does not hold one set's search (before any work).
+  """
+  ids = list(sets)
+  if not ids:
+    return {}
+  chunk = crop_chunk_size(int(np.shape(sets[ids[0]][0])[0]),
+                          min(int(batch_size), images.shape[0]), geometry.cells, n_crops,
+                          memory_budget_bytes, 1 if mesh is None else mesh.size)
+  out = {}
+  for lo in range(0, len(ids), chunk):
+    out.update(crops_lib.search_concept_crops(
+        split, variables, images, {i: sets[i] for i in ids[lo:lo + chunk]}, n_crops, geometry,
+        predictions=predictions, fill=fill, batch_size=batch_size, mesh=mesh))
+  return out
+
+
 # ---------------------------------------------------------------------------
 # One class end to end (convenience for users; the program batches classes).
 

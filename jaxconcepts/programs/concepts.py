@@ -150,8 +150,7 @@ def _check_values(config: ml_collections.ConfigDict) -> None:
   check_choice("bias_blank", config.bias_blank, ("mean", "black"))
   if not config.shift_offsets:
     raise ValueError("shift_offsets is empty")
-  threshold = float(config.contrast_threshold)
-  if not 0.0 <= threshold <= 1.0:
+  if not 0.0 <= (threshold := float(config.contrast_threshold)) <= 1.0:
     raise ValueError(f"contrast_threshold must lie in [0, 1], got {threshold}")
   check_choice("stitch layout", config.stitch_layout, crops_lib.STITCH_LAYOUTS)
 
@@ -169,16 +168,17 @@ def _check_model(config: ml_collections.ConfigDict, model: nn.Module,
   if k > layer_shape[-1]:
     raise ValueError(f"n_concepts={k} must lie in [1, {layer_shape[-1]}] (the channels of "
                      f"{s.layer})")
-  nmf_chunk(config, layer_shape)  # a budget too small for one class: an error now
+  nmf_chunk(config, layer_shape, geometry)  # a budget too small for one class: an error now
   return s, classes, pairs, layer_shape, geometry
 
 
-def nmf_chunk(config: ml_collections.ConfigDict, layer_shape: Sequence[int]) -> int:
-  """Classes per NMF call: ``class_chunk``, or fewer to fit ``memory_budget_bytes``."""
-  n = config.get("num_devices")
-  return cl.nmf_chunk_size(int(config.n_images_per_class), layer_shape, int(config.n_concepts),
-                           int(config.class_chunk), config.get("memory_budget_bytes"),
-                           1 if n is None else (int(n) or jax.device_count()))
+def nmf_chunk(config: ml_collections.ConfigDict, layer_shape: Sequence[int], geometry) -> int:
+  """Classes per NMF call (<= class_chunk, in memory_budget_bytes); too small: ValueError."""
+  n, budget, k = config.get("num_devices"), config.get("memory_budget_bytes"), config.n_concepts
+  devices = 1 if n is None else (int(n) or jax.device_count())  # None: one device; 0: all
+  cl.crop_chunk_size(k, config.crop_batch_size, geometry.cells, config.n_crops, budget, devices)
+  return cl.nmf_chunk_size(int(config.n_images_per_class), layer_shape, int(k),
+                           int(config.class_chunk), budget, devices)
 
 
 def validate_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -224,7 +224,7 @@ def setup(config: ml_collections.ConfigDict, model: nn.Module, variables: Any,
                     _class_names(dataset), *_data_settings(config, dataset))
   logging.info("concepts: layer %s %s, crops %s (pool %d, grid %s), stitch layout %s, %d "
                "classes, %d images in the %s split", s.layer, layer_shape, geometry.crop_hw,
-               geometry.pool, geometry.grid_hw, layout, len(classes), images.shape[0], config.split)
+               geometry.pool, geometry.grid_hw, layout, len(classes), len(images), config.split)
   n = config.get("num_devices")  # None: one device (as placed); 0: all
   mesh = None if n is None else distributed.global_mesh(int(n))
   return Run(config, model, variables, s, images, classes, pairs,
@@ -294,8 +294,7 @@ def _explain_class(run: Run, c: int, preds: np.ndarray, attribution_fn: Callable
 
 def _factorise(run: Run, mats: Mapping[Hashable, np.ndarray],
                call: int) -> dict[Hashable, cl.ConceptSet | str]:
-  """The run's `call`-th NMF, in chunks within ``memory_budget_bytes`` (classes split over
-  the mesh): {class or ("pair", A, B): concepts or NMF error}."""
+  """The run's `call`-th NMF (chunked, on the mesh): {class / ("pair", A, B): concepts / error}."""
   t0, config = time.time(), run.config
   names = {i: f"pair {i[1:]}" if isinstance(i, tuple) else f"class {i}" for i in mats}
   out = cl.extract_concepts_chunked(
@@ -334,7 +333,7 @@ def class_concepts(run: Run, preds: np.ndarray, attribution_fn: Callable[..., An
                  "vectors, %.1fs", ci + 1, len(run.classes), run.info.names[c], result.status,
                  result.image_idx.size, result.n_vectors, result.n_contrast_vectors,
                  time.time() - tc)
-    if len(pending) >= nmf_chunk(run.config, run.info.layer_shape):
+    if len(pending) >= nmf_chunk(run.config, run.info.layer_shape, run.info.geometry):
       calls += 1
       done.update(_factorise(run, pending, calls))
       pending = {}
@@ -419,10 +418,11 @@ def search_crops(run: Run, preds: np.ndarray, classes: tuple[ev.ClassResult, ...
   if not sets:
     return {}
   t0 = time.time()
-  crops = crops_lib.search_concept_crops(
+  crops = cl.search_concept_crops_chunked(  # chunks of sets within memory_budget_bytes
       run.split, run.variables, run.images, sets, int(run.config.n_crops), run.info.geometry,
-      predictions=preds, fill=float(run.config.stitch_fill),
-      batch_size=int(run.config.crop_batch_size), mesh=run.mesh)
+      predictions=preds, fill=float(run.config.stitch_fill), mesh=run.mesh,
+      batch_size=int(run.config.crop_batch_size),
+      memory_budget_bytes=run.config.get("memory_budget_bytes"))
   logging.info("concepts: crop search over %d images for %d concepts in %.1fs",
                run.images.shape[0], run.k * len(sets), time.time() - t0)
   return crops

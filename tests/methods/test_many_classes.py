@@ -113,3 +113,33 @@ def test_program_budget_too_small_fails_at_setup_before_any_attribution(tmp_path
                                     model, {k: v for k, v in variables.items() if k != "taps"},
                                     toy.parts_dataset(4), attribution_fn=counting)
   assert not calls and not os.listdir(tmp_path)
+
+
+def test_crop_search_of_120_concept_sets_chunked_equals_unchunked(monkeypatch):
+  from jaxconcepts.methods import crops as crops_lib  # pylint: disable=g-import-not-at-top
+  from tests.methods.test_concepts import FnSplit  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  images = rng.uniform(size=(9, 8, 8, 2)).astype(np.float32)
+  geometry = crops_lib.crop_geometry((8, 8, 2), (8, 8, 2))  # identity tap: grid 4x4
+  identity = FnSplit(lambda x: x)
+  sets = {c: (rng.uniform(size=(K, 2)).astype(np.float32), c % 4) for c in range(NUM_CLASSES)}
+  preds = rng.integers(0, 4, 9).astype(np.int32)
+  calls = []
+  real = crops_lib.search_crops
+  monkeypatch.setattr(crops_lib, "search_crops",
+                      lambda *a, **kw: calls.append(a[3].shape[0]) or real(*a, **kw))
+  kw = dict(predictions=preds, batch_size=4)
+  budget = 30 * concepts.crop_search_bytes(K, 4, geometry.cells, 3)  # 30 sets per search
+  chunked = concepts.search_concept_crops_chunked(identity, None, images, sets, 3, geometry,
+                                                  memory_budget_bytes=budget, **kw)
+  assert calls == [30 * K] * 4
+  whole = crops_lib.search_concept_crops(identity, None, images, sets, 3, geometry, **kw)
+  assert list(chunked) == list(whole)
+  for c in sets:
+    for mode in crops_lib.CROP_MODES:
+      np.testing.assert_array_equal(chunked[c].hits[mode].image, whole[c].hits[mode].image)
+      np.testing.assert_array_equal(chunked[c].crops[mode], whole[c].crops[mode])
+  with pytest.raises(ValueError, match="memory_budget_bytes=10 is too small for one chunk"):
+    concepts.search_concept_crops_chunked(identity, None, images, sets, 3, geometry,
+                                          memory_budget_bytes=10, **kw)
+  assert len(calls) == 5  # the four chunks and the unchunked search; none for the error
