@@ -147,3 +147,26 @@ def test_crop_search_sharded_over_images_equals_one_device(small, batch_size):
   # Basis 0 is the duplicated pixel: images 2 then 9 (the tie keeps the earlier image).
   np.testing.assert_array_equal(got["all"].image[0, :2], [2, 9])
   np.testing.assert_array_equal(got["all"].row[0, :2], [1, 1])
+
+
+def test_concepts_program_on_eight_devices_gives_the_one_device_tables(tmp_path):
+  """The toy pipeline (tests/programs/test_concepts.py) with ``num_devices=0`` (all 8: NMF,
+  pairwise classifiers and crop search split) and with one device."""
+  from jaxconcepts.programs import concepts as program  # pylint: disable=g-import-not-at-top
+  from tests.methods import test_concepts as toy  # pylint: disable=g-import-not-at-top
+  model = toy.PartsNet()
+  variables = model.init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, toy.CHANNELS), np.float32))
+  variables = {k: v for k, v in variables.items() if k != "taps"}
+  outs = [program.run_concepts_evaluation(toy.small_config(num_devices=n), str(tmp_path / str(n)),
+                                          model, variables, toy.parts_dataset(),
+                                          attribution_fn=toy.toy_attribution)
+          for n in (1, 0)]
+  one, eight = outs
+  assert one["failures"] == eight["failures"]
+  for key in ("table1", "table2"):
+    assert one["stitch_test"][key].keys() == eight["stitch_test"][key].keys()
+    for name, v in one["stitch_test"][key].items():
+      np.testing.assert_allclose(eight["stitch_test"][key][name], v, rtol=1e-4, atol=1e-5)
+  for name, v in one["shift_test"].items():
+    if isinstance(v, (int, float)):
+      np.testing.assert_allclose(eight["shift_test"][name], v, rtol=1e-4, atol=1e-5)
