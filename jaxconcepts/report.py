@@ -8,6 +8,11 @@ epochs and seeds produced it). Writes go through a temporary file and a rename
 result behind, and a full disk is one line (`utils.DiskFullError`) that names
 the file, with the previous file, if any, intact.
 
+In a multi-host run every process computes the same outputs, but only process 0
+(`train.distributed.is_main_process`) writes them: the writers here return the
+same paths on every process and touch the disk only on process 0. This is the
+one guard for every table and figure of the programs.
+
 Images go to PNG through one writer, :func:`save_image_grid`, in two styles:
 one axes per cell (``"axes"``: each cell keeps its own aspect and the labels
 sit on the cells) or one tiled image (``"mosaic"``: a single `imshow`, which
@@ -27,6 +32,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from jaxconcepts.train.distributed import is_main_process
 from jaxconcepts.utils import check_choice
 from jaxconcepts.utils import write_file_atomic
 from jaxconcepts.utils import write_text_atomic
@@ -132,7 +138,12 @@ def write_table(stem: str, rows: Sequence[Mapping[str, Any]], *, title: str,
     columns: column order (default: keys in first-seen order).
     extra: more JSON fields (e.g. the config).
     digits: decimals in the Markdown table.
+
+  Returns:
+    The two paths; written by process 0 only (the others return them unwritten).
   """
+  if not is_main_process():
+    return stem + ".json", stem + ".md"
   rows = [dict(r) for r in rows]
   if columns is None:
     columns = _columns(rows)
@@ -165,7 +176,12 @@ def write_tables(stem: str, tables: Mapping[str, Sequence[Mapping[str, Any]]], *
     columns: optional {name: column order} (default: keys in first-seen order).
     extra: more JSON fields (e.g. the config).
     digits: decimals in the Markdown tables.
+
+  Returns:
+    The two paths; written by process 0 only (the others return them unwritten).
   """
+  if not is_main_process():
+    return stem + ".json", stem + ".md"
   columns = dict(columns or {})
   payload: dict[str, Any] = {"title": title, "notes": list(notes), "tables": {}}
   md = _header(title, notes)
@@ -315,12 +331,14 @@ def save_image_grid(path: str, images: Any, *, row_labels: Sequence[str] | None 
     gap_value: separator value ("mosaic").
 
   Returns:
-    `path`.
+    `path`; drawn and written by process 0 only (the others return it unwritten).
 
   Raises:
     ValueError: an unknown style, or no image at all.
   """
   check_choice("grid style", style, GRID_STYLES)
+  if not is_main_process():
+    return path
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -382,7 +400,8 @@ def write_outputs(workdir: str, outputs: Sequence[TableSet | Figure], *,
                   extra: Mapping[str, Any] | None = None, style: str = "mosaic") -> list[str]:
   """Writes tables under workdir/results and figures under workdir/figures.
 
-  Both folders are created even when there is nothing to put in one.
+  Both folders are created even when there is nothing to put in one (on process 0; the
+  other processes of a multi-host run write nothing, see the module doc).
 
   Args:
     workdir: the program's output folder.
@@ -391,12 +410,14 @@ def write_outputs(workdir: str, outputs: Sequence[TableSet | Figure], *,
     style: the figures' `save_image_grid` style.
 
   Returns:
-    The paths written, in order (two per table set, one per figure).
+    The paths written, in order (two per table set, one per figure); the same on every
+    process.
   """
   results_dir = os.path.join(workdir, RESULTS_DIR)
   figures_dir = os.path.join(workdir, FIGURES_DIR)
-  os.makedirs(results_dir, exist_ok=True)
-  os.makedirs(figures_dir, exist_ok=True)
+  if is_main_process():
+    os.makedirs(results_dir, exist_ok=True)
+    os.makedirs(figures_dir, exist_ok=True)
   files = []
   for out in outputs:
     if isinstance(out, Figure):

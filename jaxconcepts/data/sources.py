@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import itertools
 import os
 from typing import Any, Iterator
 
@@ -49,16 +50,13 @@ DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits", "planted"
 # Debian / Ubuntu package `dataset-fashion-mnist`.
 DEFAULT_IDX_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
 
-# Which datasets each source can provide.
-_SOURCE_DATASETS = {
-    "tfds": ("mnist", "fashion_mnist", "cifar10", "cifar100"),
-    "idx": ("mnist", "fashion_mnist"),
-    "digits": ("digits",),
-    "planted": ("planted",),
-}
+# Which datasets each source can provide; CLASS_NAMES: each data set's names by label.
+_SOURCE_DATASETS = {"tfds": ("mnist", "fashion_mnist", "cifar10", "cifar100"),
+                    "idx": ("mnist", "fashion_mnist"), "digits": ("digits",),
+                    "planted": ("planted",)}
 
 _DIGIT_NAMES = tuple(str(i) for i in range(10))
-_CLASS_NAMES = {
+CLASS_NAMES = {
     "mnist": _DIGIT_NAMES,
     "digits": _DIGIT_NAMES,
     "planted": planted.CLASS_NAMES,
@@ -66,22 +64,16 @@ _CLASS_NAMES = {
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
                 "horse", "ship", "truck"),
-    "cifar100": (
-        "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee",
-        "beetle", "bicycle", "bottle", "bowl", "boy", "bridge", "bus",
-        "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair",
-        "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab",
-        "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish",
-        "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
-        "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man",
-        "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree",
-        "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck",
-        "pine_tree", "plain", "plate", "poppy", "porcupine", "possum", "rabbit",
-        "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark",
-        "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel",
-        "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone",
-        "television", "tiger", "tractor", "train", "trout", "tulip", "turtle",
-        "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm"),
+    "cifar100": tuple((
+        "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
+        "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach "
+        "couch crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster "
+        "house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree "
+        "motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear "
+        "pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road "
+        "rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel "
+        "streetcar sunflower sweet_pepper table tank telephone television tiger tractor train "
+        "trout tulip turtle wardrobe whale willow_tree wolf woman worm").split()),
 }
 
 # IDX file stems, in the order (train images, train labels, test images,
@@ -149,18 +141,12 @@ class Dataset:
     """(H, W, C) of one image."""
     return tuple(self.train_images.shape[1:])
 
-  @property
-  def num_train(self) -> int:
-    return self.train_images.shape[0]
-
-  @property
-  def num_test(self) -> int:
-    return self.test_images.shape[0]
+  num_train = property(lambda self: self.train_images.shape[0])
+  num_test = property(lambda self: self.test_images.shape[0])
 
   def __repr__(self) -> str:
-    return (f"Dataset(name={self.name!r}, train={self.num_train}, "
-            f"test={self.num_test}, image_shape={self.image_shape}, "
-            f"num_classes={self.num_classes})")
+    return (f"Dataset(name={self.name!r}, train={self.num_train}, test={self.num_test}, "
+            f"image_shape={self.image_shape}, num_classes={self.num_classes})")
 
 
 # --------------------------------------------------------------------------
@@ -177,7 +163,7 @@ def _check_optional_positive_int(value, what: str) -> None:
     raise ValueError(f"{what} must be a positive int or None, got {value}")
 
 
-def _validate(name, source, data_dir, image_size, max_train, max_test):
+def check_source_arguments(name, source, data_dir, image_size, max_train, max_test):
   """Checks `load_dataset` arguments before any I/O."""
   if source not in SOURCES:
     raise ValueError(f"unknown source {source!r}; valid sources: "
@@ -374,7 +360,7 @@ def _load_idx(name, data_dir, image_size, max_train, max_test):
         f"IDX directory {data_dir} for {name!r} does not exist. "
         f"{_idx_hint(name)}")
   paths = [_idx_path(data_dir, stem, name) for stem in _IDX_FILES]
-  num_classes = len(_CLASS_NAMES[name])
+  num_classes = len(CLASS_NAMES[name])
   splits = []
   for img_path, lbl_path, count in ((paths[0], paths[1], max_train),
                                     (paths[2], paths[3], max_test)):
@@ -417,7 +403,7 @@ def _load_tfds(name, data_dir, image_size, max_train, max_test):
       raise ValueError(f"tfds {name}/{split}: expected uint8 [N, H, W, C] "
                        f"images, got {images.dtype} {images.shape}")
     labels = np.asarray(labels).astype(np.int32)
-    _check_labels(labels, len(_CLASS_NAMES[name]), f"tfds {name}/{split}")
+    _check_labels(labels, len(CLASS_NAMES[name]), f"tfds {name}/{split}")
     splits.append((_preprocess(images, image_size), labels))
   return splits
 
@@ -524,14 +510,31 @@ class TfdsStream:
     if self.shuffle:
       ds = ds.shuffle(self.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
     ds = ds.skip(start_batch * local).batch(local).prefetch(2)
-    num_classes = len(_CLASS_NAMES.get(self.name, ())) or None
+    num_classes = len(CLASS_NAMES.get(self.name, ())) or None
     for images, labels in tfds.as_numpy(ds):
       if num_classes:
         _check_labels(labels, num_classes, f"tfds {self.name}/{self.split}")
       yield batching.padded_batch(_preprocess(images, self.image_size), labels.astype(np.int32),
                                   np.arange(len(labels)), local)
 
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    """(H, W, C) of the images it yields: the stored shape, resized to `image_size`."""
+    h, w, c = self._builder().info.features["image"].shape
+    return (h, w, c) if self.image_size is None else (self.image_size, self.image_size, c)
 
+  def head(self, n: int | None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The split's first `n` examples (None: all) in file order, the same on every process:
+    (float32 [n, S, S, C], int32 [n]) in host memory, read a batch at a time."""
+    _check_optional_positive_int(n, "n")
+    whole = dataclasses.replace(self, shuffle=False, process_index=0, process_count=1)
+    batches = whole.local_batches(batch_size, None, seed=0, epoch=0)
+    if n is not None:
+      batches = itertools.islice(batches, -(-n // batch_size))
+    parts = [(b["image"][b["mask"]], b["label"][b["mask"]]) for b in batches]
+    if not parts:
+      raise ValueError(f"tfds {self.name}/{self.split} holds no examples")
+    return np.concatenate([p[0] for p in parts])[:n], np.concatenate([p[1] for p in parts])[:n]
 
 # --------------------------------------------------------------------------
 # scikit-learn digits source.
@@ -593,7 +596,7 @@ def load_dataset(name: str, source: str = "tfds", *,
     FileNotFoundError: "idx" directory or file missing (with how to get it).
     ImportError: "tfds" without tensorflow-datasets installed.
   """
-  _validate(name, source, data_dir, image_size, max_train, max_test)
+  check_source_arguments(name, source, data_dir, image_size, max_train, max_test)
   if source == "idx":
     splits = _load_idx(name, data_dir, image_size, max_train, max_test)
   elif source == "tfds":
@@ -607,7 +610,7 @@ def load_dataset(name: str, source: str = "tfds", *,
     if images.shape[0] == 0:
       raise ValueError(f"the {split} split of {name} ({source}) is empty; every program needs "
                        "images in both splits")
-  class_names = _CLASS_NAMES[name]
+  class_names = CLASS_NAMES[name]
   return Dataset(name=name, train_images=train_x, train_labels=train_y,
                  test_images=test_x, test_labels=test_y,
                  num_classes=len(class_names), class_names=class_names,

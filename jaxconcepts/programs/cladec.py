@@ -83,6 +83,7 @@ from jaxconcepts.programs.cladec_plan import (  # pylint: disable=unused-import 
     STAGES_FILE, Plan, check_classifier_workdir, cladec_stage, classifier_config, eval_stage,
     prepare, refae_stage, validate_config)
 from jaxconcepts.train import checkpoints
+from jaxconcepts.train import distributed
 from jaxconcepts.train import trainer as training
 
 RESULTS_DIR = report.RESULTS_DIR
@@ -299,8 +300,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   plan = prepare(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   training.enable_compilation_cache(config.compilation_cache_dir, workdir)
-  utils.write_json_atomic(os.path.join(workdir, CONFIG_FILE),
-                          json.loads(config.to_json_best_effort()))
+  if distributed.is_main_process():  # the others share the workdir
+    utils.write_json_atomic(os.path.join(workdir, CONFIG_FILE),
+                            json.loads(config.to_json_best_effort()))
   c = plan.config
   logging.info("cladec: %s on %s (%d train / %d test), layers %s, seeds %s, alpha %g, "
                "rec %s, decoder %s", c.arch, plan.dataset.name, plan.dataset.num_train,

@@ -33,6 +33,7 @@ from jaxconcepts.models import split as split_lib
 from jaxconcepts.ops import backend
 from jaxconcepts.programs import classifier as classifier_lib
 from jaxconcepts.train import checkpoints
+from jaxconcepts.train import distributed
 from jaxconcepts.train import trainer as training
 
 STAGES_FILE = "cladec_stages.json"
@@ -263,7 +264,10 @@ def is_done(plan: Plan, name: str, epochs: int, batch_size: int) -> bool:
 
 
 def record_stage(plan: Plan, name: str, seconds: float, **info: Any) -> None:
-  """Adds a stage's wall time to `workdir/cladec_stages.json`."""
+  """Adds a stage's wall time to `workdir/cladec_stages.json` (process 0 only: in a
+  multi-host run every process trains the stage, one writes its record)."""
+  if not distributed.is_main_process():
+    return
   checkpoints.record_stage(os.path.join(plan.workdir, STAGES_FILE), name, seconds, **info)
 
 

@@ -8,12 +8,22 @@ In a multi-host run every process runs the same program (training,
 checkpoints and evaluation are collective); process 0 alone writes files:
 config.json, TensorBoard events and results.
 
+Data: IDX, digits and planted are held in memory (`data.Dataset`); a TFDS data
+set is read as streams (`data.sources.TfdsStream`: each process its shard, a batch
+at a time), so `run` trains from the train stream and scores the test split
+streamed, its sums on the devices (`evaluate_stream`), never holding a split.
+Programs that need images in memory (ClaDec, the concept program) call
+`load_data`, which reads a TFDS split through the same stream but only its first
+`data.max_train` / `data.max_test` examples (all of it when unset).
+
 A trained classifier's workdir holds `config.json` (the config and what is
 needed to rebuild the model: `dataset_info`) and `checkpoints/classifier`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import time
@@ -21,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh
 import ml_collections
 import numpy as np
@@ -28,6 +39,7 @@ import numpy as np
 from jaxconcepts import report
 from jaxconcepts import utils
 from jaxconcepts import data as data_lib
+from jaxconcepts.data import sources
 from jaxconcepts.models import classifiers as models
 from jaxconcepts.models import split as split_lib
 from jaxconcepts.train import checkpoints
@@ -62,8 +74,80 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"optimizer.learning_rate must be > 0, got {config.optimizer.learning_rate}")
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamedData:
+  """A TFDS data set as two streams, never read whole; where a program takes a
+  `data.Dataset`, it stands in with the same descriptive fields.
+
+  Attributes:
+    name: the data set's name.
+    train: the training split, shuffled per (seed, epoch).
+    test: the test split, in file order.
+    num_classes, class_names: as in `data.Dataset`.
+    image_shape: (H, W, C) of the images the streams yield.
+  """
+  name: str
+  train: sources.TfdsStream
+  test: sources.TfdsStream
+  num_classes: int
+  class_names: tuple[str, ...]
+  image_shape: tuple[int, int, int]
+
+  @property
+  def num_train(self) -> int:
+    """Training examples per epoch over all processes (`TfdsStream.num_examples`)."""
+    return self.train.num_examples
+
+  @property
+  def num_test(self) -> int:
+    return self.test.num_examples
+
+
+def is_streamed(data_config: ml_collections.ConfigDict) -> bool:
+  """Whether `data_config` names a TFDS data set (read as a stream, never whole)."""
+  return data_config.source == "tfds"
+
+
+def open_streams(data_config: ml_collections.ConfigDict) -> StreamedData:
+  """The TFDS data set of a `data` sub-config as streams; reads no image.
+
+  `max_train` / `max_test` cut the splits (TFDS's "train[:N]").
+
+  Raises:
+    ValueError: a bad data config, or an empty split.
+  """
+  name, data_dir = data_config.dataset, data_config.get("data_dir")
+  image_size = data_config.get("image_size", 32)
+  max_train, max_test = data_config.get("max_train"), data_config.get("max_test")
+  sources.check_source_arguments(name, "tfds", data_dir, image_size, max_train, max_test)
+  cut = lambda split, n: split if n is None else f"{split}[:{n}]"
+  train = sources.TfdsStream(name, cut("train", max_train), data_dir, image_size)
+  test = dataclasses.replace(train, split=cut("test", max_test), shuffle=False)
+  for stream in (train, test):
+    if stream.num_examples == 0:
+      raise ValueError(f"the {stream.split} split of {name} (tfds) is empty; every program "
+                       "needs images in both splits")
+  names = sources.CLASS_NAMES[name]
+  return StreamedData(name, train, test, len(names), names, train.image_shape)
+
+
+def open_data(data_config: ml_collections.ConfigDict) -> data_lib.Dataset | StreamedData:
+  """The classifier program's data: TFDS as streams (`open_streams`), the rest in memory."""
+  return open_streams(data_config) if is_streamed(data_config) else load_data(data_config)
+
+
 def load_data(data_config: ml_collections.ConfigDict) -> data_lib.Dataset:
-  """Loads the dataset described by a `data` sub-config."""
+  """The data set of a `data` sub-config in host memory.
+
+  TFDS is read through its streams (`TfdsStream.head`, in file order, as
+  `data.load_dataset` orders it), at most `max_train` / `max_test` examples per
+  split: the programs that need images in memory bound them there.
+  """
+  if is_streamed(data_config):
+    s = open_streams(data_config)
+    (x_train, y_train), (x_test, y_test) = s.train.head(None), s.test.head(None)
+    return data_lib.Dataset(s.name, x_train, y_train, x_test, y_test, s.num_classes,
+                            s.class_names)
   return data_lib.load_dataset(
       data_config.dataset, data_config.source, data_dir=data_config.get("data_dir"),
       image_size=data_config.get("image_size", 32), max_train=data_config.get("max_train"),
@@ -121,8 +205,58 @@ def eval_scores_fn(images: np.ndarray, labels: np.ndarray, batch_size: int,
   return eval_fn
 
 
+@functools.lru_cache(maxsize=None)
+def _jit_sums(eval_step: Callable, mesh: Mesh) -> tuple[Callable, Callable]:
+  """(`eval_step` jitted, a jitted pytree sum), their outputs replicated on `mesh`."""
+  repl = distributed.replicated(mesh)
+  return (jax.jit(eval_step, out_shardings=repl),
+          jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b), out_shardings=repl))
+
+
+def evaluate_stream(eval_step: Callable[[Any, Any], Mapping[str, jax.Array]], state: Any,
+                    stream: Any, batch_size: int, mesh: Mesh) -> dict[str, np.ndarray]:
+  """Sums of `eval_step` over one pass of `stream`: `trainer.evaluate_arrays`'s streamed twin.
+
+  Each process feeds its rows of every batch (`stream.local_batches`, e.g. its
+  shard of a `TfdsStream`); the sums stay on the devices until the end, so no
+  split is ever held on the host.
+
+  Args:
+    eval_step: `(state, batch) -> summed metrics` (scalars or arrays, e.g. per class).
+    state: passed to every call.
+    stream: `local_batches(batch_size, rows, *, seed, epoch)` as `TfdsStream` has.
+    batch_size: rows per call, a multiple of the mesh's devices.
+    mesh: the data-parallel mesh.
+
+  Returns:
+    {name: the metric summed over the stream} as numpy arrays.
+  """
+  training.check_batch_size(batch_size, mesh)
+  step, add = _jit_sums(eval_step, mesh)
+  local = stream.local_batches(batch_size, distributed.local_rows(mesh, batch_size), seed=0,
+                               epoch=0)
+  window, total = distributed.StepWindow(), None
+  for batch in distributed.device_batches(local, mesh, batch_size):
+    metrics = step(state, batch)
+    window.push(metrics)
+    total = metrics if total is None else add(total, metrics)
+  return {k: np.asarray(v) for k, v in jax.device_get(total or {}).items()}
+
+
+def stream_scores_fn(stream: Any, batch_size: int, mesh: Mesh) -> Callable[[Any], dict]:
+  """`fit`'s eval_fn on a stream: state -> {"test_loss", "test_accuracy"}."""
+
+  def eval_fn(state):
+    m = training.summarize(evaluate_stream(training.classifier_eval_step, state, stream,
+                                           batch_size, mesh))
+    return {"test_loss": m["loss"], "test_accuracy": m["accuracy"]}
+
+  return eval_fn
+
+
 def train_classifier(config: ml_collections.ConfigDict, workdir: str, *,
-                     name: str = "classifier", dataset: data_lib.Dataset | None = None,
+                     name: str = "classifier",
+                     dataset: data_lib.Dataset | StreamedData | None = None,
                      train_images: np.ndarray | None = None,
                      eval_images: np.ndarray | None = None) -> tuple[Any, training.FitResult]:
   """Trains (or resumes, or just restores) a classifier.
@@ -131,33 +265,45 @@ def train_classifier(config: ml_collections.ConfigDict, workdir: str, *,
     config: a classifier config (see configs/classifier.py).
     workdir: run directory; checkpoints under `checkpoints/<name>`.
     name: stage name (e.g. "classifier", "eval_cladec_conv4_seed0").
-    dataset: the data; loaded from `config.data` if None.
+    dataset: the data (in memory, or `StreamedData`: trained from its train
+      stream, scored on its test stream); `open_data(config.data)` if None.
     train_images: replaces `dataset.train_images` (same labels), e.g. the
-      reconstructions an evaluation classifier is trained on.
+      reconstructions an evaluation classifier is trained on (in memory only).
     eval_images: replaces `dataset.test_images` for the per-epoch test accuracy.
 
   Returns:
     (model, FitResult); `FitResult.state` holds params and batch_stats.
   """
   validate_config(config)
-  dataset = dataset if dataset is not None else load_data(config.data)
-  x_train = dataset.train_images if train_images is None else train_images
-  x_test = dataset.test_images if eval_images is None else eval_images
+  dataset = dataset if dataset is not None else open_data(config.data)
+  streamed = isinstance(dataset, StreamedData)
+  if streamed and (train_images is not None or eval_images is not None):
+    raise ValueError("train_images / eval_images replace images held in memory, but the data "
+                     f"set {dataset.name} is streamed (tfds); load it with load_data")
   model = build_model(config.arch, dataset.num_classes, dataset.image_shape)
   cfg = training.loop_config(config)
   mesh = training.make_mesh(cfg.num_devices)
   training.check_batch_size(cfg.batch_size, mesh)
   training.check_batch_size(config.eval_batch_size, mesh)
-  steps = data_lib.num_batches(len(x_train), cfg.batch_size)
+  if streamed:
+    data = {"stream": dataset.train}
+    steps = dataset.train.num_batches(cfg.batch_size)
+    eval_fn = stream_scores_fn(dataset.test, config.eval_batch_size, mesh)
+  else:
+    x_train = dataset.train_images if train_images is None else train_images
+    x_test = dataset.test_images if eval_images is None else eval_images
+    data = {"images": x_train, "labels": dataset.train_labels}
+    steps = data_lib.num_batches(len(x_train), cfg.batch_size)
+    eval_fn = eval_scores_fn(x_test, dataset.test_labels, config.eval_batch_size, mesh)
   state, lr_fn = init_state(model, config, dataset.image_shape, steps,
                             jax.random.PRNGKey(config.seed))
-
-  eval_fn = eval_scores_fn(x_test, dataset.test_labels, config.eval_batch_size, mesh)
-  logging.info("%s: %s on %s (%d train / %d test images, %s), %d epochs", name, config.arch,
-               dataset.name, len(x_train), len(x_test), dataset.image_shape, cfg.num_epochs)
+  logging.info("%s: %s on %s (%d train / %d test images%s, %s), %d epochs", name, config.arch,
+               dataset.name, dataset.num_train if streamed else len(x_train),
+               dataset.num_test, ", streamed" if streamed else "", dataset.image_shape,
+               cfg.num_epochs)
   result = training.fit(name=name, workdir=workdir, state=state,
-                        train_step=training.classifier_train_step, images=x_train,
-                        labels=dataset.train_labels, cfg=cfg, eval_fn=eval_fn, lr_fn=lr_fn)
+                        train_step=training.classifier_train_step, cfg=cfg, eval_fn=eval_fn,
+                        lr_fn=lr_fn, **data)
   return model, result
 
 
@@ -309,30 +455,56 @@ def restore_classifier(workdir: str, name: str = "classifier"):
 def run(config: ml_collections.ConfigDict, workdir: str) -> training.FitResult:
   """`train.py` entry for task "classifier"."""
   validate_config(config)
-  dataset = load_data(config.data)
+  dataset = open_data(config.data)
   build_model(config.arch, dataset.num_classes, dataset.image_shape)
   save_config(config, workdir, dataset_info(config.arch, dataset))
   _, result = train_classifier(config, workdir, dataset=dataset)
   return result
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """`evaluate.py` entry for task "classifier": accuracy per class, as JSON + MD."""
-  model, variables, train_config, info = restore_classifier(workdir)
-  dataset = load_data(config.data)
-  preds = split_lib.predict_logits(model, variables, dataset.test_images,
-                                   config.eval_batch_size).argmax(-1)
+def _class_counts_step(model: Any, num_classes: int, variables: Any,
+                       batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+  """{"n": (classes,) images per label, "correct": (classes,) correctly predicted} of a
+  padded batch {"image", "label", "mask"} (eval mode)."""
+  logits = split_lib.logits_batch(model, variables, batch["image"])
+  onehot = jax.nn.one_hot(batch["label"], num_classes) * batch["mask"][:, None]
+  hit = (logits.argmax(-1) == batch["label"])[:, None]
+  return {"n": onehot.sum(0), "correct": (onehot * hit).sum(0)}
+
+
+def class_counts(model: Any, variables: Any, dataset: data_lib.Dataset | StreamedData,
+                 batch_size: int, num_devices: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """(images per class, correct per class) on the test split, each (classes,) int.
+
+  A streamed data set is counted on the devices over its test stream
+  (`evaluate_stream`), one held in memory from its logits.
+  """
+  k = dataset.num_classes
+  if isinstance(dataset, StreamedData):
+    mesh = training.make_mesh(num_devices)
+    sums = evaluate_stream(functools.partial(_class_counts_step, model, k),
+                           distributed.replicate(variables, mesh), dataset.test, batch_size,
+                           mesh)
+    return np.rint(sums["n"]).astype(int), np.rint(sums["correct"]).astype(int)
+  preds = split_lib.predict_logits(model, variables, dataset.test_images, batch_size).argmax(-1)
   labels = dataset.test_labels
-  rows = []
-  for c, cname in enumerate(dataset.class_names):
-    sel = labels == c
-    rows.append({"class": cname, "n": int(sel.sum()),
-                 "accuracy": float((preds[sel] == c).mean()) if sel.any() else float("nan")})
-  overall = float((preds == labels).mean())
-  rows.append({"class": "all", "n": int(len(labels)), "accuracy": overall})
+  return (np.bincount(labels, minlength=k),
+          np.bincount(labels[preds == labels], minlength=k))
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """`evaluate.py` entry for task "classifier": accuracy per class, as JSON + MD (written
+  by process 0; TFDS test splits are streamed, see `class_counts`)."""
+  model, variables, train_config, info = restore_classifier(workdir)
+  dataset = open_data(config.data)
+  n, correct = class_counts(model, variables, dataset, config.eval_batch_size,
+                            config.get("num_devices", 0))
+  rows = [{"class": cname, "n": int(n[c]),
+           "accuracy": float(correct[c] / n[c]) if n[c] else float("nan")}
+          for c, cname in enumerate(dataset.class_names)]
+  overall = float(correct.sum() / max(n.sum(), 1))
+  rows.append({"class": "all", "n": int(n.sum()), "accuracy": overall})
   logging.info("test accuracy %.4f", overall)
-  if not distributed.is_main_process():
-    return {"test_accuracy": overall, "per_class": rows}
   report.write_table(
       os.path.join(workdir, "results", "classifier"), rows,
       title=f"{info['arch']} on {dataset.name}: test accuracy",

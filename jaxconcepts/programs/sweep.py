@@ -45,6 +45,7 @@ from jaxconcepts import report
 from jaxconcepts import utils
 from jaxconcepts.programs import cli
 from jaxconcepts.programs import sweep_trial
+from jaxconcepts.train import distributed
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("address", None, "Ray cluster address (e.g. ray://HEAD:10001 or auto); "
@@ -359,10 +360,13 @@ def _positions(values: Sequence[Any]) -> tuple[list[float], list[str] | None]:
 def plot_metric(path: str, rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
                 metric: str) -> str | None:
   """Writes the metric against each swept key (one panel per key; dots per trial, the mean
-  per value as a line); returns `path`, or None when no trial has a finite metric."""
+  per value as a line); returns `path`, or None when no trial has a finite metric. Process 0
+  alone draws and writes it (as `report`'s writers do)."""
   rows = [r for r in rows if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
   if not rows:
     return None
+  if not distributed.is_main_process():
+    return path
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
