@@ -8,6 +8,11 @@ the resolved values every stage of `programs/cladec.py` reads. The stage names
 (`cladec_stage`, `refae_stage`, `eval_stage`; the grids' `grid_stage` and
 `eval_seeds_stage`) are the checkpoint folders under `workdir/checkpoints`:
 they must stay stable, so an existing workdir resumes.
+
+The data is held in memory: the decoder stages train on the classifier's codes
+of every training image, packed with the image. A TFDS data set is read through
+its stream (`classifier.load_data`), at most `data.max_train` / `data.max_test`
+images per split: set them to bound the host memory a large split would take.
 """
 
 from __future__ import annotations

@@ -136,16 +136,19 @@ def open_data(data_config: ml_collections.ConfigDict) -> data_lib.Dataset | Stre
   return open_streams(data_config) if is_streamed(data_config) else load_data(data_config)
 
 
-def load_data(data_config: ml_collections.ConfigDict) -> data_lib.Dataset:
+def load_data(data_config: ml_collections.ConfigDict,
+              max_images: int | None = None) -> data_lib.Dataset:
   """The data set of a `data` sub-config in host memory.
 
   TFDS is read through its streams (`TfdsStream.head`, in file order, as
   `data.load_dataset` orders it), at most `max_train` / `max_test` examples per
-  split: the programs that need images in memory bound them there.
+  split, and at most `max_images` (e.g. the concept program's bound on the
+  images it explains): the programs that need images in memory bound them there.
+  Other sources are loaded whole (`max_images` is not applied to them).
   """
   if is_streamed(data_config):
     s = open_streams(data_config)
-    (x_train, y_train), (x_test, y_test) = s.train.head(None), s.test.head(None)
+    (x_train, y_train), (x_test, y_test) = s.train.head(max_images), s.test.head(max_images)
     return data_lib.Dataset(s.name, x_train, y_train, x_test, y_test, s.num_classes,
                             s.class_names)
   return data_lib.load_dataset(

@@ -601,8 +601,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """`evaluate.py`'s entry for ``config.task == "concepts"``: returns the run's summary.
 
   Restores the latest checkpoint of the classifier in ``config.classifier_workdir`` (default:
-  `workdir`), loads its data set (``config.data`` unless ``config.use_classifier_data``) and
-  runs :func:`run_concepts_evaluation`.
+  `workdir`), loads its data set (``config.data`` unless ``config.use_classifier_data``; TFDS:
+  at most ``max_images`` per split, read from its stream) and runs :func:`run_concepts_evaluation`.
 
   Raises:
     FileNotFoundError: no trained classifier there (with the command to train one).
@@ -615,6 +615,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   logging.info("concepts: classifier %s (%s, step %s) from %s; data %s/%s", info.get("arch"),
                info.get("num_classes"), info.get("step"), clf_dir, data_config.dataset,
                data_config.source)
-  dataset = classifier.load_data(data_config)
+  dataset = classifier.load_data(data_config, config.max_images)
   os.makedirs(workdir, exist_ok=True)
   return run_concepts_evaluation(config, workdir, model, variables, dataset)

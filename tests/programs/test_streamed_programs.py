@@ -163,6 +163,25 @@ def test_load_data_reads_a_bounded_head_of_the_stream_as_the_whole_loader_orders
   for field in ("train_images", "train_labels", "test_images", "test_labels"):
     np.testing.assert_array_equal(getattr(ds, field), getattr(want, field))
   assert ds.class_names == want.class_names
+  # The concept program's bound (max_images) cuts both splits further, to the same heads.
+  reads = []
+  monkeypatch.setattr(sources.TfdsStream, "local_batches",
+                      _counting(sources.TfdsStream.local_batches, reads))
+  small = classifier.load_data(config.data, max_images=4)
+  assert (small.num_train, small.num_test) == (4, 4) and sum(reads) == 2 * 4
+  np.testing.assert_array_equal(small.train_images, want.train_images[:4])
+  np.testing.assert_array_equal(small.test_labels, want.test_labels[:4])
+
+
+def _counting(local_batches, reads):
+  """`local_batches` that appends each batch's number of real rows to `reads`."""
+
+  def wrapped(self, batch_size, *args, **kwargs):
+    for batch in local_batches(self, min(batch_size, 4), *args, **kwargs):
+      reads.append(int(batch["mask"].sum()))
+      yield batch
+
+  return wrapped
 
 
 _HEAD = sources.TfdsStream.head
