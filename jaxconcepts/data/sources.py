@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Image classification data sources and preprocessing.
 
-Three sources sit behind one function, :func:`load_dataset`:
+Four sources sit behind one function, :func:`load_dataset`:
 
 * ``"tfds"``: TensorFlow Datasets (``mnist``, ``fashion_mnist``, ``cifar10``,
   ``cifar100``). Needs the ``tfds`` extra and, the first time, the network.
@@ -19,7 +19,7 @@ Every source returns a :class:`Dataset` of float32 NHWC images in [0, 1] and
 int32 labels, held in host memory as numpy arrays (the whole of Fashion-MNIST
 at 32x32 is 70k x 4 KiB = 287 MB). A TFDS split too large for that is read by
 :class:`TfdsStream` instead: in per-process shards, a batch at a time,
-deterministic and resumable mid-epoch.
+deterministic and resumable mid-epoch (`TfdsStream.head`: its first N examples in memory).
 
 Resizing follows the authors' reference code, which applies
 ``torch.nn.functional.interpolate(x, size=32)`` (mode ``"nearest"``) to the
