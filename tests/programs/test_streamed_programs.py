@@ -2,8 +2,14 @@
 streamed; the programs that need images in memory read a bounded head of the same stream.
 
 A tiny MNIST-shaped TFDS data set is prepared offline in tmp (`tests/data/tiny_tfds.py`).
+The slow tests run train.py in-process (and resumed), and as two processes of four devices.
 """
 import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -196,3 +202,42 @@ def test_streamed_data_checks_its_config_before_reading(tfds_dir):
   with pytest.raises(ValueError, match="streamed .tfds.; load it with load_data"):
     classifier.train_classifier(_config(tfds_dir), "/nonexistent", dataset=streams,
                                 train_images=np.zeros((N_TRAIN, 32, 32, 1), np.float32))
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_train_from_their_shards_and_score_the_whole_test_split(tfds_dir, tmp_path):
+  """train.py as two processes of four CPU devices: each reads its shard of the train and test
+  splits; the streamed test scores, summed over both, are those of the whole split in memory."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  workdir, port = str(tmp_path / "run"), _free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, os.path.join(root, "train.py"),
+       f"--config={os.path.join(root, 'configs', 'classifier.py')}:source=tfds,dataset=mnist,"
+       "epochs=1,batch=8", f"--workdir={workdir}", f"--config.data.data_dir={tfds_dir}",
+       "--config.eval_batch_size=8", "--config.log_every_steps=1",
+       f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={pid}"],
+      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for pid in (0, 1)]
+  for p in procs:
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out[-3000:]
+  with open(os.path.join(workdir, "metrics", "classifier.json")) as f:
+    metrics = json.load(f)
+  assert [s["step"] for s in metrics["steps"]] == [1, 2, 3, 4, 5]  # a shard of 20, 4 a step
+  model, variables, _, _ = classifier.restore_classifier(workdir)
+  ds = sources.load_dataset("mnist", "tfds", data_dir=tfds_dir)
+  mesh = training.make_mesh()
+  state = training.replicate(training.create_train_state(
+      model.apply, variables, training.create_optimizer("sgd", 0.1)), mesh)
+  want = training.evaluate_arrays(training.classifier_eval_step, state, ds.test_images,
+                                  ds.test_labels, 8, mesh)
+  np.testing.assert_allclose(metrics["epochs"][-1]["test_accuracy"], want["accuracy"], rtol=1e-6)
+  np.testing.assert_allclose(metrics["epochs"][-1]["test_loss"], want["loss"], rtol=1e-4)
+
