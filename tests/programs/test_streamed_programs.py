@@ -26,6 +26,7 @@ from tests.data import tiny_tfds
 
 _SMALL = dict(widths=(8, 8, 8, 8, 16, 16, 16, 16))
 N_TRAIN, N_TEST = 40, 12  # batch 8: 5 steps an epoch; the test split 2 batches, one padded
+_HEAD = sources.TfdsStream.head  # the real one (some tests make it raise)
 
 
 @pytest.fixture(scope="module")
@@ -190,9 +191,6 @@ def _counting(local_batches, reads):
   return wrapped
 
 
-_HEAD = sources.TfdsStream.head
-
-
 def test_streamed_data_checks_its_config_before_reading(tfds_dir):
   config = _config(tfds_dir)
   config.data.dataset = "digits"
@@ -241,3 +239,18 @@ def test_two_processes_train_from_their_shards_and_score_the_whole_test_split(tf
   np.testing.assert_allclose(metrics["epochs"][-1]["test_accuracy"], want["accuracy"], rtol=1e-6)
   np.testing.assert_allclose(metrics["epochs"][-1]["test_loss"], want["loss"], rtol=1e-4)
 
+
+
+def test_cladec_holds_a_bounded_head_of_the_tfds_stream(tfds_dir, tmp_path, monkeypatch):
+  """ClaDec's plan (its data in memory) reads max_train / max_test images through the stream."""
+  from configs import cladec as cladec_config  # pylint: disable=g-import-not-at-top
+  from jaxconcepts.programs import cladec_plan  # pylint: disable=g-import-not-at-top
+  want = sources.load_dataset("mnist", "tfds", data_dir=tfds_dir, max_train=16, max_test=8)
+  _no_whole_split(monkeypatch)
+  monkeypatch.setattr(sources.TfdsStream, "head", _HEAD)
+  config = cladec_config.get_config("source=tfds,dataset=mnist,seeds=0")
+  config.data.data_dir, config.data.max_train, config.data.max_test = tfds_dir, 16, 8
+  plan = cladec_plan.prepare(config, str(tmp_path))
+  assert (plan.dataset.num_train, plan.dataset.num_test) == (16, 8)
+  np.testing.assert_array_equal(plan.dataset.train_images, want.train_images)
+  np.testing.assert_array_equal(plan.dataset.test_labels, want.test_labels)
