@@ -281,7 +281,9 @@ def replicate(tree: Any, mesh: Mesh, copy: bool = False) -> Any:
   """
   sharding = replicated(mesh)
   if jax.process_count() == 1:
-    return jax.device_put(tree, sharding, may_alias=False if copy else None)
+    if copy:  # device_put(may_alias=False) still shares an uncommitted array's buffer
+      tree = jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+    return jax.device_put(tree, sharding)
 
   def put(x):
     host = np.asarray(jax.device_get(x))

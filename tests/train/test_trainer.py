@@ -109,6 +109,28 @@ def test_the_host_waits_only_for_the_step_steps_in_flight_before(tmp_path, monke
     training.LoopConfig(num_epochs=1, batch_size=8, steps_in_flight=0)
 
 
+@pytest.mark.parametrize("num_devices", [1, 8])
+def test_fit_leaves_the_callers_state_alive_for_a_second_fit(tmp_path, num_devices):
+  """The step donates its state; fit donates copies, never the caller's buffers."""
+  model = models.create_model("vgg", 4, **_SMALL)
+  variables = models.init_variables(model, jax.random.PRNGKey(0), (32, 32, 1))
+  state = training.create_train_state(model.apply, variables,
+                                      training.create_optimizer("sgd", 0.1, momentum=0.9))
+  before = jax.tree.map(np.array, state)
+  rng = np.random.default_rng(0)
+  images = rng.uniform(size=(32, 32, 32, 1)).astype(np.float32)
+  labels = rng.integers(0, 4, size=32).astype(np.int32)
+  cfg = training.LoopConfig(num_epochs=1, batch_size=16, num_devices=num_devices,
+                            checkpoint_every_steps=100, log_every_steps=1)
+  runs = [training.fit(name="c", workdir=str(tmp_path / w), state=state,
+                       train_step=training.classifier_train_step, images=images,
+                       labels=labels, cfg=cfg) for w in ("a", "b")]
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state)):  # batch_stats included
+    np.testing.assert_array_equal(a, np.asarray(b))
+  np.testing.assert_array_equal([s["train_loss"] for s in runs[0].steps],
+                                [s["train_loss"] for s in runs[1].steps])
+
+
 def test_fit_writes_checkpoint_and_metrics_and_skips_when_done(tmp_path):
   first = _fit_small(tmp_path, 1)
   assert os.path.isdir(tmp_path / "checkpoints" / "c" / "3")
