@@ -50,14 +50,19 @@ def test_unknown_optimizer_is_rejected():
     training.create_optimizer("rmsprop", 0.1)
 
 
-def _fit_small(workdir, num_devices, steps=3, log_every_steps=1, num_epochs=1, steps_in_flight=2):
-  rng = np.random.default_rng(0)
-  images = rng.uniform(size=(48, 32, 32, 1)).astype(np.float32)
-  labels = rng.integers(0, 4, size=48).astype(np.int32)
+def _small_state():
   model = models.create_model("vgg", 4, **_SMALL)
   variables = models.init_variables(model, jax.random.PRNGKey(0), (32, 32, 1))
   tx = training.create_optimizer("sgd", 0.1, momentum=0.9)
-  state = training.create_train_state(model.apply, variables, tx)
+  return training.create_train_state(model.apply, variables, tx)
+
+
+def _fit_small(workdir, num_devices, steps=3, log_every_steps=1, num_epochs=1, steps_in_flight=2,
+               state=None):
+  rng = np.random.default_rng(0)
+  images = rng.uniform(size=(48, 32, 32, 1)).astype(np.float32)
+  labels = rng.integers(0, 4, size=48).astype(np.int32)
+  state = _small_state() if state is None else state
   cfg = training.LoopConfig(num_epochs=num_epochs, batch_size=16, num_devices=num_devices,
                             checkpoint_every_steps=100, log_every_steps=log_every_steps,
                             steps_in_flight=steps_in_flight)
@@ -112,19 +117,9 @@ def test_the_host_waits_only_for_the_step_steps_in_flight_before(tmp_path, monke
 @pytest.mark.parametrize("num_devices", [1, 8])
 def test_fit_leaves_the_callers_state_alive_for_a_second_fit(tmp_path, num_devices):
   """The step donates its state; fit donates copies, never the caller's buffers."""
-  model = models.create_model("vgg", 4, **_SMALL)
-  variables = models.init_variables(model, jax.random.PRNGKey(0), (32, 32, 1))
-  state = training.create_train_state(model.apply, variables,
-                                      training.create_optimizer("sgd", 0.1, momentum=0.9))
+  state = _small_state()
   before = jax.tree.map(np.array, state)
-  rng = np.random.default_rng(0)
-  images = rng.uniform(size=(32, 32, 32, 1)).astype(np.float32)
-  labels = rng.integers(0, 4, size=32).astype(np.int32)
-  cfg = training.LoopConfig(num_epochs=1, batch_size=16, num_devices=num_devices,
-                            checkpoint_every_steps=100, log_every_steps=1)
-  runs = [training.fit(name="c", workdir=str(tmp_path / w), state=state,
-                       train_step=training.classifier_train_step, images=images,
-                       labels=labels, cfg=cfg) for w in ("a", "b")]
+  runs = [_fit_small(tmp_path / w, num_devices, state=state) for w in ("a", "b")]
   for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state)):  # batch_stats included
     np.testing.assert_array_equal(a, np.asarray(b))
   np.testing.assert_array_equal([s["train_loss"] for s in runs[0].steps],
