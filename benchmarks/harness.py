@@ -23,6 +23,7 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -238,10 +239,30 @@ def summarize(record: dict, units: tuple[str, float] | None) -> dict:
   return out
 
 
+def cpu_info(path: str = "/proc/cpuinfo") -> dict:
+  """The CPU's model name and its widest vector ISA, from /proc/cpuinfo ({} elsewhere).
+
+  Every record carries them because the ratios depend on the CPU as well as on its load
+  (benchmarks/README.md, "The CPU matters"): a figure without its CPU cannot be compared
+  with another.
+  """
+  try:
+    with open(path, encoding="utf-8") as f:
+      text = f.read()
+  except OSError:
+    return {}
+  model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+  flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+  have = set(flags.group(1).split()) if flags else set()
+  isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in have), "unknown")
+  return {"cpu_model": model.group(1).strip() if model else "unknown",
+          "cpu_isa": "avx512" if isa == "avx512f" else isa}
+
+
 def machine_info() -> dict:
-  """CPU count, platform, load average."""
+  """CPU count, model and ISA, platform, load average."""
   import platform  # pylint: disable=g-import-not-at-top
-  return {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+  return {"platform": platform.platform(), "cpu_count": os.cpu_count(), **cpu_info(),
           "loadavg": os.getloadavg(), "python": sys.version.split()[0]}
 
 
