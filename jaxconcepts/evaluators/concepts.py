@@ -14,7 +14,9 @@ of images with labels):
   how well each class's and each chosen pair's concept crops cover the parts
   that should explain them, against random crops of the same images;
 * :func:`concept_figures`, :func:`stitched_figure`, :func:`contrast_figures`:
-  the crop figures.
+  the crop figures;
+* the health of the stitched test (`evaluators.concepts_health`): blank concepts and a
+  share of recognised classes at chance, in the tables and in extra["findings"].
 
 Nothing here runs a model or touches a file. A class or pair that failed keeps
 its row, whose status says why; summaries are over those that ran and count
@@ -31,6 +33,8 @@ import numpy as np
 
 from jaxconcepts import report
 from jaxconcepts.data import planted as planted_lib
+from jaxconcepts.evaluators import concepts_health
+from jaxconcepts.evaluators import health
 from jaxconcepts.methods import concepts as concepts_lib
 from jaxconcepts.methods import contrast as contrast_lib
 from jaxconcepts.methods import crops as crops_lib
@@ -238,28 +242,43 @@ def _stitch_notes(config: ml_collections.ConfigDict, info: RunInfo, n_classes: i
 
 
 def stitch_test(config: ml_collections.ConfigDict, info: RunInfo,
-                classes: Sequence[ClassResult], stitch: StitchResult | None) -> report.TableSet:
-  """The stitched-image test: per-class rows, Tables 1 and 2.
+                classes: Sequence[ClassResult], stitch: StitchResult | None,
+                class_crops: Mapping[int, np.ndarray] | None = None) -> report.TableSet:
+  """The stitched-image test: per-class rows, Tables 1 and 2, with their health.
 
   Args:
     config: the concepts config (for the notes).
     info: the run's settings.
     classes: every class of the run, in order.
     stitch: the test of the classes with concepts (None: no class had any).
+    class_crops: {class: (k, m, ch, cw, C) top crops} for the blank-concept check (None:
+      not checked).
 
   Returns:
-    `stitch_test` tables "per class", "table 1 (crops from all images)" and
-    "table 2 (excluding the class)" (one row each, with n_failed).
+    `stitch_test` tables "per class" (with `blank_concepts` when checked), "table 1 (crops
+    from all images)" and "table 2 (excluding the class)" (one row each, with n_failed and
+    its health against chance, 1 / classes); the problems in extra["findings"].
   """
   rows = {r.cls: class_row(r, info.names) for r in classes}
+  found: list[health.Finding] = []
+  for c, crops in (class_crops or {}).items():
+    blank = concepts_health.blank_concepts(crops)
+    rows[c]["blank_concepts"] = int(blank.sum())
+    check = concepts_health.blank_check(int(blank.sum()), blank.size)
+    found += health.findings("stitch_test per class", f"class {c} ({info.names[c]})",
+                             {"concepts": check})
   ran = stitch.classes if stitch is not None else ()
   for i, c in enumerate(ran):
     rows[c].update(stitch_columns(stitch, i))
   summaries = []
-  for _, tag in STITCH_MODES:
+  for (_, tag), table in zip(STITCH_MODES, ("table 1", "table 2")):
     summary = crops_lib.stitch_summary([rows[c][f"prob_{tag}"] for c in ran],
                                        [rows[c][f"predicted_{tag}"] for c in ran])
     summary["n_failed"] = sum(1 for r in classes if r.concepts is None)
+    if len(ran) >= 2:  # chance: a class guessed at random is "predicted" 1 / classes of the time
+      share = health.accuracy_health(summary["pct_predicted"] / 100.0, len(info.names))
+      health.mark_row(f"stitch_test {table}", "% predicts class", summary,
+                      {"pct_predicted": share}, found)
     summaries.append(summary)
   resized = stitch.resized if stitch is not None else False
   g = info.geometry
@@ -271,7 +290,9 @@ def stitch_test(config: ml_collections.ConfigDict, info: RunInfo,
       _stitch_notes(config, info, len(classes), resized),
       {"layer": info.layer,
        "geometry": {"pool": g.pool, "grid_hw": g.grid_hw, "crop_hw": g.crop_hw},
-       "stitch_layout": info.layout, "resized": resized})
+       "stitch_layout": info.layout, "resized": resized,
+       "findings": health.summary_rows(found)})
+
 
 
 # ---------------------------------------------------------------------------

@@ -16,12 +16,12 @@
    factorised with the classes left from step 3; 6. :func:`search_crops`: every concept's
    top-m crops, one streamed search; 7. :func:`stitch_test` (Tables 1/2); 8.
    :func:`contrast_pairs` (stitched contrast concepts, bias probe, Table 4); 9.
-   :func:`shift_test` (Table 3); 10. :func:`evaluate_results`, `report.write_outputs`.
+   :func:`shift_test` (Table 3); 10. :func:`evaluate_results`, `report.write_outputs`, and
+   the run summary of health problems (`evaluators.concepts_health`), logged as warnings.
 
-Failures are per class / per pair: the row says why, summaries count them, and the run goes
-on; configuration errors are raised by :func:`setup`. Jitted functions take the variables as
-a traced argument (the `Split` is static), so a new checkpoint reuses every compilation.
-`attribution_fn` is injectable.
+Failures are per class / per pair: the row says why, summaries count them, the run goes on;
+configuration errors are raised by :func:`setup`. Jitted functions take the variables as a
+traced argument (the `Split` is static): a new checkpoint reuses every compilation.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ from jaxconcepts import report
 from jaxconcepts import utils
 from jaxconcepts import data as data_lib
 from jaxconcepts.evaluators import concepts as ev
+from jaxconcepts.evaluators import concepts_health
+from jaxconcepts.evaluators import health
 from jaxconcepts.methods import concepts as cl
 from jaxconcepts.methods import contrast as ct
 from jaxconcepts.methods import crops as crops_lib
@@ -307,9 +309,8 @@ def _factorise(run: Run, mats: Mapping[Hashable, np.ndarray],
 
 
 class ClassStage(NamedTuple):
-  """Step 3's results: `classes` per class, in order (concepts not yet attached); `vectors`
-  {class: (n, c) contrast vectors}; `factorised` {class: concepts or NMF error} of the chunks
-  done; `pending` {class: NMF matrix} for step 5; `nmf_calls` (each call's key: its number)."""
+  """Step 3: `classes` in order (no concepts yet); `vectors` {class: (n, c) contrast vectors};
+  `factorised` {class: concepts or NMF error}; `pending` {class: NMF matrix}; `nmf_calls`."""
   classes: tuple[ev.ClassResult, ...]
   vectors: dict[int, np.ndarray]
   factorised: dict[Hashable, cl.ConceptSet | str]
@@ -541,13 +542,14 @@ def evaluate_results(run: Run, classes: tuple[ev.ClassResult, ...],
   """Every table and figure of the run, in the order they are written."""
   info = run.info
   class_crops = {r.cls: crops[r.cls].crops["all"] for r in classes if r.concepts is not None}
-  return [*ev.concept_figures(info, class_crops),
-          *([ev.stitched_figure(info, stitch)] if stitch is not None else []),
-          ev.stitch_test(run.config, info, classes, stitch),
-          *ev.contrast_figures(info, pairs), ev.bias_probe(run.config, info, pairs),
-          ev.shift_test(run.config, info, classes, shifts, run.offsets),
-          *([ev.planted_parts(run.config, info, run.truth, classes, crops, run.pairs)]
-            if run.truth is not None else [])]
+  out = [*ev.concept_figures(info, class_crops),
+         *([ev.stitched_figure(info, stitch)] if stitch is not None else []),
+         ev.stitch_test(run.config, info, classes, stitch, class_crops),
+         *ev.contrast_figures(info, pairs), ev.bias_probe(run.config, info, pairs),
+         ev.shift_test(run.config, info, classes, shifts, run.offsets),
+         *([ev.planted_parts(run.config, info, run.truth, classes, crops, run.pairs)]
+           if run.truth is not None else [])]
+  return out + [concepts_health.run_summary(out)]  # last: every table's health problems
 
 
 def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
@@ -589,6 +591,7 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
   wall = time.time() - t0
   logging.info("concepts: done in %.1fs; table 1 %s; table 2 %s; table 3 %s", wall, table1,
                table2, table3)
+  health.log_warnings("concepts", tables["summary"]["summary"])
   return {"layer": run.split.layer, "stitch_test": {"table1": table1, "table2": table2},
           "shift_test": table3, "bias_probe": tables["bias_probe"]["bias probe (Table 4)"],
           "failures": {"classes": {r.cls: r.status for r in classes if r.status != "ok"},
@@ -600,13 +603,10 @@ def run_concepts_evaluation(config: ml_collections.ConfigDict, workdir: str,
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """`evaluate.py`'s entry for ``config.task == "concepts"``: returns the run's summary.
 
-  Restores the latest checkpoint of the classifier in ``config.classifier_workdir`` (default:
-  `workdir`), loads its data set (``config.data`` unless ``config.use_classifier_data``; TFDS:
-  at most ``max_images`` per split, read from its stream) and runs :func:`run_concepts_evaluation`.
-
-  Raises:
-    FileNotFoundError: no trained classifier there (with the command to train one).
-    ValueError: a bad config value (see `validate_config`), before the restore.
+  Restores the classifier's latest checkpoint from ``classifier_workdir`` (default `workdir`),
+  loads its data (or ``config.data``; TFDS: at most ``max_images`` per split, streamed) and runs
+  :func:`run_concepts_evaluation`. Raises FileNotFoundError (no trained classifier: the message
+  gives the command to train one) or ValueError (a bad config value, before the restore).
   """
   validate_config(config, workdir)  # before the restore (evaluate.py has run it already)
   clf_dir = config.classifier_workdir or workdir

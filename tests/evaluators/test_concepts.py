@@ -7,6 +7,7 @@ import pytest
 
 from jaxconcepts import report
 from jaxconcepts.evaluators import concepts as ev
+from jaxconcepts.evaluators import concepts_health
 from jaxconcepts.methods import concepts as cl
 from jaxconcepts.methods import crops as crops_lib
 
@@ -72,8 +73,51 @@ def test_stitch_test_rows_tables_1_and_2_and_failures():
   assert (t2["pct_predicted"], t2["pct_above_0.2"], t2["pct_above_0.5"]) == (0.0, 100.0, 0.0)
   assert out.extra == {"layer": "feat", "geometry": {"pool": 2, "grid_hw": (2, 2),
                                                      "crop_hw": (4, 4)},
-                       "stitch_layout": "canvas", "resized": False}
+                       "stitch_layout": "canvas", "resized": False, "findings": []}
   assert "3 classes" in out.notes[0] and "(paper)" in out.notes[1]
+  assert "status" not in t1  # one class ran: no share of classes to compare with chance
+
+
+def _two_class_stitch(p0, p1):
+  """Classes 0 and 1 ran; p0 / p1 their stitched images' softmax (both modes)."""
+  probs = {m: np.array([p0, p1], np.float32) for m in ("all", "exclude")}
+  return ev.StitchResult((0, 1), {m: np.zeros((2, 8, 8, 1)) for m in probs}, probs,
+                         {m: np.array([0, 0]) for m in probs}, False)
+
+
+def _flat_or_board(blank):
+  """(k=2, m=2, 4, 4, 1) crops: concept j flat black if blank[j], else a checkerboard."""
+  board = (np.indices((4, 4)).sum(0) % 2).astype(np.float32)[..., None]
+  return np.stack([np.stack([np.zeros_like(board) if b else board] * 2) for b in blank])
+
+
+def test_a_blank_concept_and_a_stitched_test_at_chance_are_marked_and_summarised():
+  classes = (ev.ClassResult(0, np.arange(4), "ok", 20, 6, _concepts()),
+             ev.ClassResult(1, np.arange(4), "ok", 20, 6, _concepts()))
+  assert concepts_health.blank_concepts(_flat_or_board([True, False])).tolist() == [True, False]
+  # Neither stitched image is recognised (0% <= chance 1/3 + 0.05): chance, in both tables.
+  out = ev.stitch_test(_config(), _info(), classes,
+                       _two_class_stitch([0.2, 0.7, 0.1], [0.6, 0.3, 0.1]),
+                       {0: _flat_or_board([True, False]), 1: _flat_or_board([False, False])})
+  per_class = out.tables["per class"]
+  assert [r["blank_concepts"] for r in per_class] == [1, 0]
+  (t1,) = out.tables["table 1 (crops from all images)"]
+  assert t1["status"] == "chance" and "chance 0.3333" in t1["health"]
+  found = out.extra["findings"]
+  assert [(f["row"], f["column"], f["status"]) for f in found] == [
+      ("class 0 (zero)", "concepts", "collapsed"), ("% predicts class", "pct_predicted", "chance"),
+      ("% predicts class", "pct_predicted", "chance")]
+  assert "1 of 2 concepts' top crops are blank" in found[0]["note"]
+  summary = concepts_health.run_summary([out, report.Figure("x.png", [], [], None, "t")])
+  assert summary.stem == "summary" and summary.tables["summary"] == found
+  assert "3 result(s) mean nothing" in summary.title
+  # Both recognised, no blank concept: nothing to report.
+  ok = ev.stitch_test(_config(), _info(), classes,
+                      _two_class_stitch([0.7, 0.2, 0.1], [0.2, 0.7, 0.1]),
+                      {0: _flat_or_board([False, False]), 1: _flat_or_board([False, False])})
+  assert ok.extra["findings"] == [] and ok.tables["table 1 (crops from all images)"][0][
+      "status"] == "ok"
+  assert "every checked result passed" in concepts_health.run_summary([ok]).title
 
 
 def test_stitch_test_without_any_class_that_ran_has_nan_summaries():

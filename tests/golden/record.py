@@ -12,8 +12,9 @@ one), in a temporary folder:
 
 and writes every results table to OUT.json ({program/stem: {table: rows}}).
 `tests/programs/test_golden.py` reruns the same with the current code and
-compares with `tests/golden/quick_programs.json`, recorded before the package
-was restructured. XLA runs on one CPU device at -O0 (fast compiles); the
+compares with `tests/golden/quick_programs*.json` (one recording per CPU seen;
+the ClaDec entries differ across CPUs by rounding), the first recorded before
+the package was restructured. XLA runs on one CPU device at -O0 (fast compiles); the
 recording and the check use the same flags.
 """
 

@@ -10,8 +10,20 @@ the digits to the planted-concepts set (with its `cladec_planted_parts` table).
 This test runs the same three small programs with the current code and compares
 every table value (numbers to rtol 1e-3 / atol 1e-4, everything else exactly): a
 change of results must be deliberate.
+
+The ClaDec entries depend on the CPU: on a 2-core AMD EPYC with AVX2 only
+(2026-12-02) an evaluation classifier's accuracy moved by one of 64 test images
+and the reconstruction losses by about 0.1%, from rounding alone (the classifier
+and concepts tables were equal to tolerance). So there is one recording per CPU
+seen: `quick_programs.json` (the machine of the earlier sessions, whose model was
+not recorded) and `quick_programs_amd_epyc_avx2.json`, and a run must equal one
+of them. The concepts program's health columns (blank concepts, the stitched test
+against chance) were added to `quick_programs.json` from the AMD recording, whose
+concepts tables equalled it in every other value. A real change of results equals
+none of them.
 """
 
+import glob
 import json
 import os
 
@@ -20,17 +32,22 @@ import pytest
 from tests.golden import compare
 from tests.golden import record
 
-GOLDEN = os.path.join(os.path.dirname(os.path.dirname(__file__)), "golden", "quick_programs.json")
+GOLDENS = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(__file__)), "golden",
+                                        "quick_programs*.json")))
 
 
 @pytest.mark.slow
 def test_programs_write_the_recorded_tables():
-  with open(GOLDEN) as f:
-    expected = json.load(f)
+  assert len(GOLDENS) >= 2, GOLDENS
   actual = record.record()
-  assert sorted(actual) == sorted(expected)
-  diffs = compare.differences(expected, actual)
-  assert not diffs, "\n".join(diffs[:40])
+  diffs = {}
+  for path in GOLDENS:
+    with open(path) as f:
+      expected = json.load(f)
+    assert sorted(actual) == sorted(expected), path
+    diffs[os.path.basename(path)] = compare.differences(expected, actual)
+  closest = min(diffs, key=lambda k: len(diffs[k]))
+  assert not diffs[closest], f"closest recording {closest}:\n" + "\n".join(diffs[closest][:40])
 
 
 def test_compare_finds_a_changed_value_and_ignores_timings():
