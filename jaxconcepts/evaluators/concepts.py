@@ -264,9 +264,8 @@ def stitch_test(config: ml_collections.ConfigDict, info: RunInfo,
   for c, crops in (class_crops or {}).items():
     blank = concepts_health.blank_concepts(crops)
     rows[c]["blank_concepts"] = int(blank.sum())
-    check = concepts_health.blank_check(int(blank.sum()), blank.size)
     found += health.findings("stitch_test per class", f"class {c} ({info.names[c]})",
-                             {"concepts": check})
+                             {"concepts": concepts_health.blank_check(blank)})
   ran = stitch.classes if stitch is not None else ()
   for i, c in enumerate(ran):
     rows[c].update(stitch_columns(stitch, i))
@@ -292,7 +291,6 @@ def stitch_test(config: ml_collections.ConfigDict, info: RunInfo,
        "geometry": {"pool": g.pool, "grid_hw": g.grid_hw, "crop_hw": g.crop_hw},
        "stitch_layout": info.layout, "resized": resized,
        "findings": health.summary_rows(found)})
-
 
 
 # ---------------------------------------------------------------------------

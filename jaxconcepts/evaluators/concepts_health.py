@@ -39,12 +39,13 @@ def blank_concepts(crops: np.ndarray) -> np.ndarray:
   return per_crop.mean(axis=1) < BLANK_CROP_STD
 
 
-def blank_check(n_blank: int, k: int) -> health.Health:
-  """"collapsed" when any of a class's k concepts is blank, else "ok"."""
-  if not n_blank:
+def blank_check(blank: np.ndarray) -> health.Health:
+  """"collapsed" when any of a class's concepts is blank (`blank`: (k,) bool), else "ok"."""
+  if not blank.any():
     return health.Health("ok")
-  return health.Health("collapsed", f"{n_blank} of {k} concepts' top crops are blank (mean "
-                                    f"pixel std < {BLANK_CROP_STD:g}): background, not a part")
+  return health.Health("collapsed", f"{int(blank.sum())} of {blank.size} concepts' top crops "
+                                    f"are blank (mean pixel std < {BLANK_CROP_STD:g}): "
+                                    "background, not a part")
 
 
 def run_summary(outputs: Sequence[Any]) -> report.TableSet:
