@@ -21,6 +21,7 @@ recording and the check use the same flags.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import subprocess
@@ -30,6 +31,10 @@ import tempfile
 from tests.golden import compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# One recording per CPU seen (the ClaDec entries differ across CPUs by rounding).
+GOLDENS = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "quick_programs*.json")))
+PROGRAMS = ("classifier", "concepts", "cladec")
 
 CLASSIFIER = ["--config=configs/quickstart.py", "--config.num_epochs=1",
               "--config.data.max_train=256", "--config.data.max_test=128"]
@@ -51,7 +56,8 @@ CLADEC_OVERRIDES = [
 CLADEC = ["--config=configs/cladec.py:quick", *CLADEC_OVERRIDES]
 
 
-def _run(root: str, script: str, args: list[str], workdir: str) -> None:
+def run(root: str, script: str, args: list[str], workdir: str) -> None:
+  """Runs `script` of the checkout at `root` with the recording's flags; raises if it fails."""
   env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
   # Exactly these flags, whatever the caller's environment: one CPU device (the test suite forces
   # eight, which changes the data-parallel reductions) and fast -O0 compiles.
@@ -62,20 +68,49 @@ def _run(root: str, script: str, args: list[str], workdir: str) -> None:
     raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}")
 
 
-def record(root: str = ROOT) -> dict:
-  """Runs the three small programs from the checkout at `root`; returns their tables."""
+def tables(program: str, workdir: str) -> dict:
+  """{program/stem: {table name: rows}} of the results a run wrote to `workdir`."""
+  found = compare.load_tables(os.path.join(workdir, "results"))
+  return {f"{program}/{stem}": rows for stem, rows in found.items()}
+
+
+def record(root: str = ROOT, programs: tuple[str, ...] = PROGRAMS) -> dict:
+  """Runs the small programs from the checkout at `root`; returns their tables.
+
+  `programs` is a subset of `PROGRAMS`; the concepts run needs the classifier's.
+  """
+  out = {}
   with tempfile.TemporaryDirectory() as tmp:
-    clf, con, cla = (os.path.join(tmp, n) for n in ("classifier", "concepts", "cladec"))
-    _run(root, "train.py", CLASSIFIER, clf)
-    _run(root, "evaluate.py", CLASSIFIER, clf)
-    _run(root, "evaluate.py", CONCEPTS + [f"--config.classifier_workdir={clf}"], con)
-    _run(root, "train.py", CLADEC, cla)
-    _run(root, "evaluate.py", CLADEC, cla)
-    out = {}
-    for name, workdir in (("classifier", clf), ("concepts", con), ("cladec", cla)):
-      for stem, tables in compare.load_tables(os.path.join(workdir, "results")).items():
-        out[f"{name}/{stem}"] = tables
-    return out
+    clf, con, cla = (os.path.join(tmp, n) for n in PROGRAMS)
+    if "classifier" in programs or "concepts" in programs:
+      run(root, "train.py", CLASSIFIER, clf)
+      run(root, "evaluate.py", CLASSIFIER, clf)
+      out.update(tables("classifier", clf))
+    if "concepts" in programs:
+      run(root, "evaluate.py", CONCEPTS + [f"--config.classifier_workdir={clf}"], con)
+      out.update(tables("concepts", con))
+    if "cladec" in programs:
+      run(root, "train.py", CLADEC, cla)
+      run(root, "evaluate.py", CLADEC, cla)
+      out.update(tables("cladec", cla))
+  return out
+
+
+def closest_recording(actual: dict) -> tuple[str, list[str]]:
+  """The recording in `GOLDENS` nearest to `actual`, and where they differ.
+
+  Each recording is restricted to the programs `actual` holds (their `program/`
+  prefixes), so a run of some of the programs is compared with their entries only.
+  """
+  programs = {key.split("/")[0] for key in actual}
+  diffs = {}
+  for path in GOLDENS:
+    with open(path) as f:
+      expected = json.load(f)
+    expected = {k: v for k, v in expected.items() if k.split("/")[0] in programs}
+    diffs[os.path.basename(path)] = compare.differences(expected, actual)
+  closest = min(diffs, key=lambda k: len(diffs[k]))
+  return closest, diffs[closest]
 
 
 def main(argv=None) -> int:

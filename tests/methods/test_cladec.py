@@ -94,6 +94,7 @@ def _cladec_setup(alpha, seeds, layer="conv3a"):
   return model, variables, state, step, batch
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_equal_seeds_trained_one_by_one():
   _, _, both, step, batch = _cladec_setup(0.5, (3, 7))
   run = jax.jit(step)
@@ -247,6 +248,7 @@ def test_neuron_subsets_are_nested_then_disjoint_runs_of_channels():
     cladec.neuron_subsets((), 4, 5, 16)
 
 
+@pytest.mark.slow
 def test_reconstruct_decodes_the_selected_channels_of_the_layer_codes():
   model, variables = _classifier()
   images, _ = _batch(5)

@@ -101,6 +101,7 @@ def test_the_classifier_explained_is_accurate_and_the_images_mostly_black(setup)
   assert setup["mean"] < 0.8 * setup["black"]
 
 
+@pytest.mark.slow
 def test_default_recipe_trains_well_below_the_black_and_mean_image_baselines(setup):
   recipe = _default_recipe()
   assert recipe["output"] == "clip"

@@ -149,6 +149,7 @@ def test_crop_search_sharded_over_images_equals_one_device(small, batch_size):
   np.testing.assert_array_equal(got["all"].row[0, :2], [1, 1])
 
 
+@pytest.mark.slow
 def test_concepts_program_on_eight_devices_gives_the_one_device_tables(tmp_path):
   """The toy pipeline (tests/programs/test_concepts.py) with ``num_devices=0`` (all 8: NMF,
   pairwise classifiers and crop search split) and with one device."""

@@ -1,8 +1,6 @@
 """The ClaDec program: every bad input caught before training, stage names, end to end."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -91,20 +89,10 @@ def test_stage_names_are_stable_and_distinct():
 # The quick pipeline end to end, through train.py and evaluate.py
 # ---------------------------------------------------------------------------
 
-# The quick config, trimmed to one vector and one spatial layer so that the run stays at a
-# couple of minutes on 2 cores (XLA:CPU compiles dominate; -O0 halves them).
-_QUICK_TEST_OVERRIDES = record.CLADEC_OVERRIDES
-
-
+# The quick config trimmed to one vector and one spatial layer (`record.CLADEC`), run exactly as
+# the golden recording is (one CPU device, -O0 compiles): its tables must equal a recording.
 def _run_cli(program, workdir):
-  env = dict(os.environ)
-  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-  cmd = [sys.executable, os.path.join(ROOT, program),
-         f"--config={os.path.join(ROOT, 'configs', 'cladec.py')}:quick",
-         f"--workdir={workdir}"] + _QUICK_TEST_OVERRIDES
-  proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-  assert proc.returncode == 0, proc.stderr[-4000:]
+  record.run(ROOT, program, record.CLADEC, workdir)
 
 
 def _table(workdir, stem):
@@ -128,7 +116,7 @@ def _assert_health_and_summary(workdir, tables):
 
 
 @pytest.mark.slow
-def test_quick_pipeline_trains_resumes_and_writes_every_table_and_figure(tmp_path):
+def test_quick_pipeline_trains_resumes_and_writes_the_recorded_tables_and_every_figure(tmp_path):
   workdir = str(tmp_path / "quick")
   _run_cli("train.py", workdir)
   ckpts = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
@@ -139,6 +127,8 @@ def test_quick_pipeline_trains_resumes_and_writes_every_table_and_figure(tmp_pat
   _run_cli("train.py", workdir)  # everything is done: nothing retrains
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ckpts
   _run_cli("evaluate.py", workdir)
+  closest, diffs = record.closest_recording(record.tables("cladec", workdir))
+  assert not diffs, f"closest recording {closest}:\n" + "\n".join(diffs[:40])
 
   layers = _table(workdir, "cladec_layers")
   assert [r["layer"] for r in layers["rows"]] == ["-1 (logits)", "-5 (conv3a)"]

@@ -181,10 +181,12 @@ def test_four_trial_quickstart_sweep_completes_and_a_rerun_starts_no_trial(tmp_p
 
 
 @pytest.mark.slow
-def test_a_failing_trial_is_reported_and_the_other_three_finish(tmp_path, ray_guard):
+def test_a_failing_trial_is_reported_and_the_other_finishes(tmp_path, ray_guard):
+  # Two trials (one round on 2 CPUs): the second one's training raises.
   config = _write_config(tmp_path / "one_fails.py", (
       "def get_sweep(arg=None):\n"
       "  s = quickstart.get_sweep(arg)\n"
+      "  s['trials'] = s['trials'][:2]\n"
       "  s['trials'][1]['optimizer.learning_rate'] = -1.0  # train raises\n"
       "  return s\n"))
   workdir = tmp_path / "sweep"
@@ -195,10 +197,10 @@ def test_a_failing_trial_is_reported_and_the_other_three_finish(tmp_path, ray_gu
       capture_output=True, text=True, timeout=900, cwd=str(tmp_path), check=False)
   last = proc.stderr.strip().splitlines()[-1]
   assert proc.returncode == 1, proc.stderr[-3000:]
-  assert "4 trials, 3 finished, 1 failed" in last, last
+  assert "2 trials, 1 finished, 1 failed" in last, last
   saved = json.loads((workdir / "sweep_summary.json").read_text())
   status = {r["trial"]: (r["status"], r["error"]) for r in saved["rows"]}
   bad = "optimizer.learning_rate=-1.0,seed=0"
   assert status.pop(bad) == ("failed", "optimizer.learning_rate must be > 0, got -1.0")
-  assert sorted(s for s, _ in status.values()) == ["finished"] * 3
+  assert [s for s, _ in status.values()] == ["finished"]
   assert "FAILED: optimizer.learning_rate must be > 0" in proc.stderr

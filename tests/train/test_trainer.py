@@ -71,6 +71,7 @@ def _fit_small(workdir, num_devices, steps=3, log_every_steps=1, num_epochs=1, s
                       labels=labels, cfg=cfg)
 
 
+@pytest.mark.slow
 def test_one_and_eight_devices_give_the_same_losses(tmp_path):
   assert len(jax.devices()) == 8, "conftest forces 8 host devices"
   one = _fit_small(tmp_path / "one", 1)
