@@ -156,6 +156,8 @@ def _train_cmd(workdir, epochs=3):
 def _env():
   env = dict(os.environ)
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  # -O0: XLA:CPU compiles dominate these short runs; every run here uses the same flags.
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
   return env
 
 
