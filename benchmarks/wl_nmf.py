@@ -13,7 +13,8 @@ reaches from the same initial W, H (our ``init="random"`` with key 0, split per 
 scikit-learn gets it as ``init="custom"``), times ``1 + SLACK``. ``prepare`` (untimed, its
 own process) computes each matrix's target and, by stepping each solver one iteration at
 a time, the fewest iterations each solver needs to reach it: ours ``mu`` / ``amu`` /
-``hals`` and scikit-learn's ``mu`` and ``cd`` (its private ``_update_coordinate_descent``,
+``hals`` / ``ehals`` (rerun from the init for each count: it carries state across
+iterations) and scikit-learn's ``mu`` and ``cd`` (its private ``_update_coordinate_descent``,
 the loop of ``NMF(solver="cd")``). Each side then runs exactly that many iterations
 (``tol=0``; a batch runs the largest count of its matrices) and the parent checks that
 every side's result reached every target (``agreement``). scikit-learn runs with 1 and 2
@@ -32,7 +33,7 @@ from harness import Side
 K = 6
 SLACK = 1e-5
 MAX_ITER = 400
-SOLVERS = ("mu", "amu", "hals")
+SOLVERS = ("mu", "amu", "hals", "ehals")
 REAL_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
                          "fmnist_conv2a.npz")
 
@@ -93,12 +94,17 @@ def _ours_iterations(a, w0, h0, thr, solvers) -> dict[str, list[int]]:
   from jaxconcepts.ops import nmf as nmf_lib  # pylint: disable=g-import-not-at-top
   out = {}
   for solver in solvers:
-    step = jax.jit(jax.vmap(lambda x, w, h, s=solver: nmf_lib.nmf(
-        x, K, init="custom", w_init=w, h_init=h, max_iter=1, tol=0, solver=s)))
+    # ehals carries its step size and last iterates across iterations: it is rerun from
+    # the init with max_iter = 1, 2, ... (max_iter is traced: one compile) instead of
+    # being stepped from the last factors.
+    rerun = solver == "ehals"
+    step = jax.jit(jax.vmap(lambda x, w, h, it, s=solver: nmf_lib.nmf(
+        x, K, init="custom", w_init=w, h_init=h, max_iter=it, tol=0, solver=s),
+                            in_axes=(0, 0, 0, None)))
     w, h = w0, h0
     n = np.full(len(a), MAX_ITER + 1)
     for it in range(1, MAX_ITER + 1):
-      res = step(a, w, h)
+      res = step(a, w0, h0, it) if rerun else step(a, w, h, 1)
       w, h = res.w, res.h
       err = np.asarray(res.rel_error, np.float64)
       n = np.where((n > MAX_ITER) & (err <= thr), it, n)

@@ -184,7 +184,7 @@ def extract_concepts(matrix: jax.typing.ArrayLike, n_components: int = 6, *,
     matrix: (m, c) non-negative float (from :func:`concept_matrix`).
     n_components: k.
     init, max_iter, tol, key, solver: passed to `nmf.nmf` (key: a PRNG key or seed;
-      solver "mu" is scikit-learn's, "amu" / "hals" reach its error sooner).
+      solver "mu" is scikit-learn's, "amu" / "hals" / "ehals" reach its error sooner).
     what: how to name the matrix in errors.
 
   Returns:

@@ -6,9 +6,10 @@ non-negative concepts: ``a ~= w @ h`` with ``w`` (m, k) and ``h`` (k, n). This
 is a JAX version of scikit-learn's ``NMF(solver="mu")`` with the Frobenius
 loss: its update order, zero floor, convergence test and inits (see
 :mod:`jaxconcepts.ops.nmf_loop` and :mod:`jaxconcepts.ops.nmf_init`).
-Two faster solvers reach the same objective in fewer reads of the matrix:
+Faster solvers reach the same objective in fewer reads of the matrix:
 accelerated MU and HALS (``solver="amu"`` / ``"hals"``, Gillis & Glineur
-2012); the default ``"mu"`` is the scikit-learn-equal mode.
+2012) and HALS with extrapolation (``"ehals"``, after Ang & Gillis 2019); the
+default ``"mu"`` is the scikit-learn-equal mode.
 
 Entry points, each usable eagerly, under ``jax.jit`` and under ``jax.vmap``:
 
@@ -265,7 +266,8 @@ def nmf(a: ArrayLike, n_components: int, *, init: str = "nndsvda",
   ``solver="mu"`` (default): multiplicative updates as scikit-learn's
   ``NMF(solver="mu", beta_loss="frobenius")`` with no regularisation.
   ``"amu"`` / ``"hals"``: accelerated MU / hierarchical ALS (Gillis & Glineur
-  2012), the same objective reached in fewer reads of ``a``. Works under
+  2012), the same objective reached in fewer reads of ``a``; ``"ehals"``: HALS
+  with extrapolation, fewer still. Works under
   ``jit`` and ``vmap`` (``a``, ``key``, ``w_init``, ``h_init`` may be traced);
   all other arguments are Python values.
 
@@ -285,9 +287,11 @@ def nmf(a: ArrayLike, n_components: int, *, init: str = "nndsvda",
       fewer bytes). Only for a concrete ``a``.
     transpose_a: keep a row-major copy of ``a.T`` for the ``w.T @ a`` product;
       None: the backend's choice (`ops.backend.nmf_transpose_a`).
-    solver: ``"mu"``, ``"amu"`` or ``"hals"`` (`nmf_loop.SOLVERS`); an
-      iteration of ``"amu"`` / ``"hals"`` is one outer iteration (each factor
-      updated from one product with ``a``, several inner steps).
+    solver: ``"mu"``, ``"amu"``, ``"hals"`` or ``"ehals"`` (`nmf_loop.SOLVERS`);
+      an iteration of the last three is one outer iteration (each factor
+      updated from one product with ``a``, several inner steps); ``"ehals"``
+      extrapolates each iterate along its last step (fewer outer iterations)
+      and returns the best iterate it saw.
 
   Returns:
     :class:`NMFResult` ``(w, h, n_iter, rel_error)``.

@@ -17,6 +17,10 @@ initial factors (:func:`fit`) and the fit of ``w`` for fixed ``h``
 * ``Form.solver`` ``"amu"`` / ``"hals"`` (Gillis & Glineur 2012): the same loop and
   test, but each iteration updates ``w`` several times from one ``a @ h.T`` and
   ``h @ h.T``, then ``h`` from one ``w.T @ a`` (:func:`_accelerated_iteration`).
+* ``"ehals"``: HALS whose next iteration starts from iterates extrapolated along
+  their last step, with the step size adapted and reset when the error rises
+  (:func:`_fit_extrapolated`); the error of every iterate comes from the
+  products the updates formed, without another read of ``a``.
 
 One iteration is two full products, ``a @ h.T`` (to update ``w``) and
 ``w_new.T @ a`` (to update ``h``); the exact error is computed in row blocks
@@ -50,10 +54,12 @@ CHECK_EVERY = 10
 """Iterations between convergence tests (scikit-learn's)."""
 
 
-SOLVERS = ("mu", "amu", "hals")
+SOLVERS = ("mu", "amu", "hals", "ehals")
 """Solver names: ``"mu"`` scikit-learn's multiplicative updates; ``"amu"``
 accelerated MU and ``"hals"`` hierarchical ALS (Gillis & Glineur 2012), which
-make several cheap inner updates of each factor from one read of ``a``."""
+make several cheap inner updates of each factor from one read of ``a``;
+``"ehals"`` that HALS with extrapolation and restarts (after Ang & Gillis 2019,
+:func:`_fit_extrapolated`)."""
 
 
 class Form(NamedTuple):
@@ -306,6 +312,92 @@ def _fit_tested(a, w, h, inv_s, init_offset, max_iter, tol, step, plain):
   return w, h, t, err
 
 
+# ---------------------------------------------------------------------------
+# Extrapolated HALS (after Ang & Gillis 2019, "heuristic extrapolation with
+# restarts"): each outer iteration updates w from the extrapolated (wy, hy),
+# extrapolates it, updates h from that, and extrapolates h.
+
+EXTRAPOLATION = {"beta0": 0.5, "eta": 1.5, "gamma": 1.01, "gamma_bar": 1.005}
+"""Ang & Gillis's parameters: the first step factor beta, its cut on a restart
+(beta / eta), its growth after a decrease (gamma) and the growth of its cap
+(gamma_bar, the cap starting at 1)."""
+
+
+def _gram_error_sq(norm_sq, w, h, wta_s, wtw):
+  """``||a_s - w h||_F**2`` from ``wta_s = w.T a_s`` (k, n) and ``wtw = w.T w``.
+
+  ``||a_s||**2 - 2 <h, w.T a_s> + <w.T w, h h.T>``: O(k**2 n), no read of a.
+  Cancellation costs about one digit when the relative error is near 0.3, so
+  the convergence test uses it and the returned error is computed exactly.
+  """
+  return norm_sq - 2 * jnp.sum(h * wta_s) + jnp.sum(wtw * (h @ h.T))
+
+
+def _fit_extrapolated(a, a_t, w, h, inv_s, init_offset, max_iter, tol, *,
+                      checked, columns):
+  """Extrapolated HALS; returns (w, h, n_iter, error) as :func:`_fit_scaled`.
+
+  One outer iteration reads a twice, as HALS: ``a @ hy.T`` for the inner
+  updates of w from ``wy``, then ``wy_new.T @ a`` for those of h from ``hy``,
+  where ``wy_new = max(0, w_new + beta (w_new - w))`` and likewise
+  ``hy_new``. The error of ``(wy_new, h_new)`` (h fitted to that w) follows
+  from the second product (:func:`_gram_error_sq`). If it is above the last
+  accepted error, the extrapolation is dropped (``wy, hy = w_new, h_new``),
+  the cap becomes beta and beta shrinks by eta; otherwise beta grows by gamma
+  up to the cap, which grows by gamma_bar up to 1. The best iterate seen is
+  returned with its exact error. With ``checked``, the loop stops as
+  scikit-learn's: every 10 iterations, once the error fell by less than
+  ``tol`` times the initial error since the last check.
+  """
+  m, n = a.shape
+  k = h.shape[0]
+  p = EXTRAPOLATION
+  dtype = a.dtype
+  steps_w, steps_h = inner_steps("hals", m, n, k), inner_steps("hals", n, m, k)
+  norm_sq = jnp.sum(jnp.square(a * inv_s))
+  err0 = _error(_residual_sq(a, w, h, inv_s) + init_offset)
+
+  def one(state):
+    (w, h, wy, hy, beta, cap, e_last, best, t, e_check, done) = state
+    num_w = (_a_ht(a, hy, columns) * inv_s).T
+    w_new = _inner_updates(wy.T, num_w, hy @ hy.T, solver="hals",
+                           max_steps=steps_w).T
+    w_ex = jnp.maximum(w_new + beta * (w_new - w), 0)
+    wta = (w_ex.T @ a if a_t is None else _a_ht(a_t, w_ex.T, columns).T) * inv_s
+    wtw = w_ex.T @ w_ex
+    h_new = _inner_updates(hy, wta, wtw, solver="hals", max_steps=steps_h)
+    h_ex = jnp.maximum(h_new + beta * (h_new - h), 0)
+    e = _error(_gram_error_sq(norm_sq, w_ex, h_new, wta, wtw))  # of (w_ex, h_new)
+    worse = e > e_last
+    wy_new = jnp.where(worse, w_new, w_ex)
+    hy_new = jnp.where(worse, h_new, h_ex)
+    cap_new = jnp.where(worse, beta, jnp.minimum(1.0, p["gamma_bar"] * cap))
+    beta_new = jnp.where(worse, beta / p["eta"], jnp.minimum(cap, p["gamma"] * beta))
+    e_last = jnp.where(worse, e_last, e)
+    b_w, b_h, b_e = best
+    better = e < b_e
+    best = (jnp.where(better, w_ex, b_w), jnp.where(better, h_new, b_h),
+            jnp.minimum(e, b_e))
+    t = t + 1
+    at_check = t % CHECK_EVERY == 0
+    if checked:
+      drop = jnp.where(err0 > 0, (e_check - best[2]) / jnp.where(err0 > 0, err0, 1), 0)
+      done = jnp.logical_and(at_check, drop < tol)
+      e_check = jnp.where(at_check, best[2], e_check)
+    return (w_new, h_new, wy_new, hy_new, beta_new, cap_new, e_last, best, t,
+            e_check, done)
+
+  def cond(state):
+    return jnp.logical_and(jnp.logical_not(state[-1]), state[8] < max_iter)
+
+  f = lambda x: jnp.asarray(x, dtype)  # pylint: disable=unnecessary-lambda-assignment
+  state = (w, h, w, h, f(p["beta0"]), f(1.0), err0, (w, h, err0),
+           jnp.zeros((), jnp.int32), err0, jnp.zeros((), bool))
+  state = lax.while_loop(cond, one, state)
+  (w, h, _), t = state[7], state[8]
+  return w, h, t, _error(_residual_sq(a, w, h, inv_s))
+
+
 def _fit_scaled(a, w, h, inv_s, init_offset, max_iter, tol, *, checked,
                 form):
   """Runs the multiplicative updates; returns (w, h, n_iter, error).
@@ -315,6 +407,9 @@ def _fit_scaled(a, w, h, inv_s, init_offset, max_iter, tol, *, checked,
   """
   # The barrier keeps XLA from folding the transpose back into the dot.
   a_t = lax.optimization_barrier(a.T) if form.transpose_a else None
+  if form.solver == "ehals":
+    return _fit_extrapolated(a, a_t, w, h, inv_s, init_offset, max_iter, tol,
+                             checked=checked, columns=form.dot_columns)
   one = (_iteration if form.solver == "mu" else functools.partial(
       _accelerated_iteration, solver=form.solver))
   step = functools.partial(one, a, a_t, inv_s=inv_s, columns=form.dot_columns)
