@@ -95,17 +95,21 @@ def _ours_iterations(a, w0, h0, thr, solvers) -> dict[str, list[int]]:
   out = {}
   for solver in solvers:
     # ehals carries its step size and last iterates across iterations: it is rerun from
-    # the init with max_iter = 1, 2, ... (max_iter is traced: one compile) instead of
-    # being stepped from the last factors.
+    # the init with max_iter = 1, 2, ... (eager calls; the core traces max_iter, so one
+    # compile) instead of being stepped from the last factors.
     rerun = solver == "ehals"
-    step = jax.jit(jax.vmap(lambda x, w, h, it, s=solver: nmf_lib.nmf(
-        x, K, init="custom", w_init=w, h_init=h, max_iter=it, tol=0, solver=s),
-                            in_axes=(0, 0, 0, None)))
+    step = jax.jit(jax.vmap(lambda x, w, h, s=solver: nmf_lib.nmf(
+        x, K, init="custom", w_init=w, h_init=h, max_iter=1, tol=0, solver=s)))
     w, h = w0, h0
     n = np.full(len(a), MAX_ITER + 1)
     for it in range(1, MAX_ITER + 1):
-      res = step(a, w0, h0, it) if rerun else step(a, w, h, 1)
-      w, h = res.w, res.h
+      if rerun:
+        runs = [nmf_lib.nmf(x, K, init="custom", w_init=wb, h_init=hb, max_iter=it, tol=0,
+                            solver=solver) for x, wb, hb in zip(a, w0, h0)]
+        res = types.SimpleNamespace(rel_error=np.array([float(r.rel_error) for r in runs]))
+      else:
+        res = step(a, w, h)
+        w, h = res.w, res.h
       err = np.asarray(res.rel_error, np.float64)
       n = np.where((n > MAX_ITER) & (err <= thr), it, n)
       if np.all(n <= MAX_ITER):
