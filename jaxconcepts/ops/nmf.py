@@ -232,7 +232,17 @@ def _range_exponent(a: jax.Array) -> int:
   """e such that a * 2**e has its largest entry in [0.5, 1), or 0 if a needs no scaling."""
   if is_tracer(a):
     return 0
-  amax = float(jax.device_get(jnp.max(a)))
+  return _exponent_of(float(jax.device_get(jnp.max(a))), a)
+
+
+@jax.jit
+def _maxima(a: jax.Array) -> jax.Array:
+  """The largest entry of each matrix of a (B, m, n) stack, (B,), in one read."""
+  return jnp.max(a, axis=(-2, -1))
+
+
+def _exponent_of(amax: float, a: jax.Array) -> int:
+  """`_range_exponent` of `a` whose largest entry on the device is `amax`."""
   if amax == 0.0:
     amax = float(np.max(np.asarray(a)))  # subnormal entries read as zero on the device
   if amax == 0.0 or 2.0 ** -_SAFE_EXPONENT <= amax <= 2.0 ** _SAFE_EXPONENT:
@@ -444,8 +454,10 @@ def nmf_batched(a: ArrayLike, n_components: int, *,
   if row_mask is not None:
     a = jnp.where(row_mask[..., None], a, 0)
   _check_values(a, "a")
-  e = (np.zeros((bsz,), int) if is_tracer(a)
-       else np.array([_range_exponent(x) for x in a], int))
+  # One read for every matrix's maximum (slicing the stack per matrix copied each one).
+  e = (np.zeros((bsz,), int) if is_tracer(a) else np.array(
+      [_exponent_of(float(mx), a[b]) for b, mx in enumerate(jax.device_get(_maxima(a)))],
+      int))
   if e.any():
     a = _ldexp(a, e[:, None, None])
   res = _batched_scaled(a, k, row_mask, _batch_keys(key, bsz), init=init,
