@@ -16,6 +16,7 @@ Any workdir may be left out; its tables are then skipped.
 
 import argparse
 import json
+import math
 import os
 from typing import Any, Callable, Sequence
 
@@ -120,8 +121,11 @@ def _alias(layer: str) -> str:
 
 
 def _pm(row: dict[str, Any], key: str) -> str:
+  """The value with its sample std over seeds; none for one seed (its std is NaN)."""
   std = row.get(key + "_std")
-  return fmt(row.get(key)) + ("" if std is None else f" ± {fmt(std, 2)}")
+  if std is None or (isinstance(std, float) and math.isnan(std)):
+    return fmt(row.get(key))
+  return fmt(row.get(key)) + f" ± {fmt(std, 2)}"
 
 
 def _monotone(values: Sequence[float], increasing: bool) -> bool:
