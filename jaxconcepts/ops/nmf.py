@@ -35,7 +35,7 @@ account for them exactly in the initial error; the result is the same. Under
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import chex
 import jax
@@ -97,16 +97,6 @@ def _fit_compacted(a_c, w0_c, h0, row_mask_c, omitted_gram, max_iter, tol, *,
       max_iter, tol, checked=checked, form=form))
 
 
-@functools.partial(jax.jit, static_argnames=("checked", "form"))
-def _fit_compacted_batched(a_c, w0_c, h0, row_mask_c, omitted_gram, max_iter,
-                           tol, *, checked, form):
-  def one(a, w0, h0, msk, gram):
-    return NMFResult(*nmf_loop.fit(
-        a, w0, h0, msk, gram, jnp.asarray(1, a.dtype), max_iter, tol,
-        checked=checked, form=form))
-  return jax.vmap(one)(a_c, w0_c, h0, row_mask_c, omitted_gram)
-
-
 @jax.jit
 def _nonzero_rows(a):
   return jnp.any(a != 0, axis=-1)
@@ -124,16 +114,6 @@ def _rows_to_keep(a: jax.Array, skip_zero_rows: bool) -> np.ndarray | None:
   keep = np.asarray(jax.device_get(_nonzero_rows(a)))
   n_keep = int(keep.sum(axis=-1).max())
   return keep if 0 < n_keep < a.shape[-2] else None
-
-
-@functools.partial(jax.jit, static_argnames=("k", "init"))
-def _init_batched(a, keys, row_mask, *, k, init):
-  return jax.vmap(lambda x, kk, msk: initialize(x, k, init, kk, msk))(
-      a, keys, row_mask)
-
-
-# ---------------------------------------------------------------------------
-# Input checks. Values only for concrete arrays.
 
 
 def _check_ndim(x: Any, ndim: int, what: str) -> Any:
@@ -232,7 +212,7 @@ def _range_exponent(a: jax.Array) -> int:
   """e such that a * 2**e has its largest entry in [0.5, 1), or 0 if a needs no scaling."""
   if is_tracer(a):
     return 0
-  return _exponent_of(float(jax.device_get(jnp.max(a))), a)
+  return _exponent_of(float(jax.device_get(jnp.max(a))), lambda: a)
 
 
 @jax.jit
@@ -241,10 +221,14 @@ def _maxima(a: jax.Array) -> jax.Array:
   return jnp.max(a, axis=(-2, -1))
 
 
-def _exponent_of(amax: float, a: jax.Array) -> int:
-  """`_range_exponent` of `a` whose largest entry on the device is `amax`."""
+def _exponent_of(amax: float, matrix: Callable[[], jax.Array]) -> int:
+  """`_range_exponent` of the matrix whose largest entry on the device is `amax`.
+
+  `matrix()` gives the matrix; it is called (a copy to the host) only when
+  `amax` is 0, to look for subnormal entries.
+  """
   if amax == 0.0:
-    amax = float(np.max(np.asarray(a)))  # subnormal entries read as zero on the device
+    amax = float(np.max(np.asarray(matrix())))  # subnormal entries read as zero on the device
   if amax == 0.0 or 2.0 ** -_SAFE_EXPONENT <= amax <= 2.0 ** _SAFE_EXPONENT:
     return 0
   return -int(np.frexp(amax)[1])
@@ -456,7 +440,8 @@ def nmf_batched(a: ArrayLike, n_components: int, *,
   _check_values(a, "a")
   # One read for every matrix's maximum (slicing the stack per matrix copied each one).
   e = (np.zeros((bsz,), int) if is_tracer(a) else np.array(
-      [_exponent_of(float(mx), a[b]) for b, mx in enumerate(jax.device_get(_maxima(a)))],
+      [_exponent_of(float(mx), lambda b=b: a[b])
+       for b, mx in enumerate(jax.device_get(_maxima(a)))],
       int))
   if e.any():
     a = _ldexp(a, e[:, None, None])
@@ -491,29 +476,47 @@ def _batched_scaled(a, k, row_mask, keys, *, init, max_iter, tol, form, skip_zer
 
 def _batched_skipping(a, k, keep, row_mask, keys, *, init, max_iter, tol,
                       form, mesh=None):
-  """nmf_batched on the nonzero rows only; equal to the dense computation."""
+  """nmf_batched on the nonzero rows only; equal to the dense computation.
+
+  The row indices are built on the host; the init, the compaction, the fit and
+  the scatter back run as one jitted program (:func:`_skipping_core`): run op by
+  op, their dispatches cost more than the fit's few iterations on W1.
+  """
   bsz, m, _ = a.shape
   msk = (jnp.ones((bsz, m), bool) if row_mask is None else row_mask)
-  w0, h0 = _by_rows(functools.partial(_init_batched, k=k, init=init), mesh, (),
-                    (a, keys, msk))
   counts = keep.sum(axis=1)
   m_c = int(counts.max())
-  idx = np.full((bsz, m_c), m, np.int64)  # m = out of range -> zero rows
+  idx = np.full((bsz, m_c), m, np.int32)  # m = out of range -> zero rows
   for b in range(bsz):
     rows = np.flatnonzero(keep[b])
     idx[b, :rows.size] = rows
-  idx = jnp.asarray(idx)
-  take = jax.vmap(lambda x, i: jnp.take(x, i, axis=0, mode="fill",
-                                        fill_value=0))
-  a_c = take(a, idx)
-  w0_c = take(w0, idx)
-  mask_c = jnp.arange(m_c)[None, :] < jnp.asarray(counts)[:, None]
-  dropped = jnp.logical_and(msk, jnp.logical_not(jnp.asarray(keep)))
-  w0_d = jnp.where(dropped[..., None], w0, 0)
-  gram = jnp.einsum("bmk,bml->bkl", w0_d, w0_d)
   max_iter, tol, checked = nmf_loop.loop_args(max_iter, tol, a.dtype)
-  res = _by_rows(functools.partial(_fit_compacted_batched, checked=checked, form=form),
-                 mesh, (max_iter, tol), (a_c, w0_c, h0, mask_c, gram))
+  core = functools.partial(_skipping_core, k=k, init=init, checked=checked, form=form)
+  return _by_rows(core, mesh, (max_iter, tol),
+                  (a, jnp.asarray(idx), jnp.asarray(counts), keys, msk, jnp.asarray(keep)))
+
+
+@functools.partial(jax.jit, static_argnames=("k", "init", "checked", "form"))
+def _skipping_core(a, idx, counts, keys, msk, keep, max_iter, tol, *, k, init, checked,
+                   form):
+  """Init, compaction to the rows ``idx`` (B, m_c), fit, and w scattered back.
+
+  a (B, m, n); counts (B,) kept rows per matrix; keys (B,) PRNG keys; msk and
+  keep (B, m) bool: the rows that belong to each matrix and its nonzero ones.
+  """
+  m = a.shape[1]
+  w0, h0 = jax.vmap(lambda x, kk, mm: initialize(x, k, init, kk, mm))(a, keys, msk)
+  take = jax.vmap(lambda x, i: jnp.take(x, i, axis=0, mode="fill", fill_value=0))
+  a_c, w0_c = take(a, idx), take(w0, idx)
+  mask_c = jnp.arange(idx.shape[1])[None, :] < counts[:, None]
+  w0_d = jnp.where(jnp.logical_and(msk, jnp.logical_not(keep))[..., None], w0, 0)
+  gram = jnp.einsum("bmk,bml->bkl", w0_d, w0_d)
+
+  def one(a, w0, h0, msk, gram):
+    return NMFResult(*nmf_loop.fit(
+        a, w0, h0, msk, gram, jnp.asarray(1, a.dtype), max_iter, tol,
+        checked=checked, form=form))
+  res = jax.vmap(one)(a_c, w0_c, h0, mask_c, gram)
   w = jax.vmap(lambda i, wc: jnp.zeros((m, k), a.dtype).at[i].set(
       wc, mode="drop"))(idx, res.w)
   return res._replace(w=w)

@@ -333,7 +333,7 @@ def _gram_error_sq(norm_sq, w, h, wta_s, wtw):
   return norm_sq - 2 * jnp.sum(h * wta_s) + jnp.sum(wtw * (h @ h.T))
 
 
-def _fit_extrapolated(a, a_t, w, h, inv_s, init_offset, max_iter, tol, *,
+def _fit_extrapolated(a, a_t, w, h, inv_s, norm_sq, init_offset, max_iter, tol, *,
                       checked, columns):
   """Extrapolated HALS; returns (w, h, n_iter, error) as :func:`_fit_scaled`.
 
@@ -354,8 +354,9 @@ def _fit_extrapolated(a, a_t, w, h, inv_s, init_offset, max_iter, tol, *,
   p = EXTRAPOLATION
   dtype = a.dtype
   steps_w, steps_h = inner_steps("hals", m, n, k), inner_steps("hals", n, m, k)
-  norm_sq = jnp.sum(jnp.square(a * inv_s))
-  err0 = _error(_residual_sq(a, w, h, inv_s) + init_offset)
+  # The initial error is only needed for the convergence test (a read of a).
+  err0 = (_error(_residual_sq(a, w, h, inv_s) + init_offset) if checked
+          else jnp.asarray(jnp.inf, a.dtype))
 
   def one(state):
     (w, h, wy, hy, beta, cap, e_last, best, t, e_check, done) = state
@@ -398,17 +399,17 @@ def _fit_extrapolated(a, a_t, w, h, inv_s, init_offset, max_iter, tol, *,
   return w, h, t, _error(_residual_sq(a, w, h, inv_s))
 
 
-def _fit_scaled(a, w, h, inv_s, init_offset, max_iter, tol, *, checked,
+def _fit_scaled(a, w, h, inv_s, norm_sq, init_offset, max_iter, tol, *, checked,
                 form):
   """Runs the multiplicative updates; returns (w, h, n_iter, error).
 
   max_iter (int32) and tol may be traced; `checked` (static) is tol > 0;
-  `form` (static) is a :class:`Form`.
+  `form` (static) is a :class:`Form`; norm_sq is ``||a * inv_s||_F**2``.
   """
   # The barrier keeps XLA from folding the transpose back into the dot.
   a_t = lax.optimization_barrier(a.T) if form.transpose_a else None
   if form.solver == "ehals":
-    return _fit_extrapolated(a, a_t, w, h, inv_s, init_offset, max_iter, tol,
+    return _fit_extrapolated(a, a_t, w, h, inv_s, norm_sq, init_offset, max_iter, tol,
                              checked=checked, columns=form.dot_columns)
   one = (_iteration if form.solver == "mu" else functools.partial(
       _accelerated_iteration, solver=form.solver))
@@ -456,7 +457,7 @@ def fit(a: jax.Array, w0: jax.Array, h0: jax.Array,
   init_offset = jnp.zeros((), a.dtype)
   if omitted_gram is not None:
     init_offset = jnp.sum((omitted_gram * (down * down)) * (h @ h.T))
-  w, h, n_iter, err = _fit_scaled(a, w, h, inv_s, init_offset, max_iter, tol,
+  w, h, n_iter, err = _fit_scaled(a, w, h, inv_s, norm_sq_s, init_offset, max_iter, tol,
                                   checked=checked, form=form)
   norm = jnp.sqrt(norm_sq_s)
   rel = jnp.where(norm > 0, err / jnp.where(norm > 0, norm, 1), 0)
