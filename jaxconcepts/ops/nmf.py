@@ -116,6 +116,10 @@ def _rows_to_keep(a: jax.Array, skip_zero_rows: bool) -> np.ndarray | None:
   return keep if 0 < n_keep < a.shape[-2] else None
 
 
+# ---------------------------------------------------------------------------
+# Input checks. Values only for concrete arrays.
+
+
 def _check_ndim(x: Any, ndim: int, what: str) -> Any:
   """x (as an array if it has no ndim) if it has `ndim` axes."""
   if not hasattr(x, "ndim"):
@@ -512,11 +516,9 @@ def _skipping_core(a, idx, counts, keys, msk, keep, max_iter, tol, *, k, init, c
   w0_d = jnp.where(jnp.logical_and(msk, jnp.logical_not(keep))[..., None], w0, 0)
   gram = jnp.einsum("bmk,bml->bkl", w0_d, w0_d)
 
-  def one(a, w0, h0, msk, gram):
-    return NMFResult(*nmf_loop.fit(
-        a, w0, h0, msk, gram, jnp.asarray(1, a.dtype), max_iter, tol,
-        checked=checked, form=form))
-  res = jax.vmap(one)(a_c, w0_c, h0, mask_c, gram)
+  fit = functools.partial(_fit_compacted, checked=checked, form=form)
+  res = jax.vmap(fit, in_axes=(0, 0, 0, 0, 0, None, None))(a_c, w0_c, h0, mask_c, gram,
+                                                          max_iter, tol)
   w = jax.vmap(lambda i, wc: jnp.zeros((m, k), a.dtype).at[i].set(
       wc, mode="drop"))(idx, res.w)
   return res._replace(w=w)
