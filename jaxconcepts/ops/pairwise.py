@@ -475,7 +475,9 @@ def _device_data(xr, cr, ci, cj, rows: NamedSharding):
   n = (ci[:, None] + cj[None, :]).astype(np.float32)
   if len(cr) > len(ci):  # cross block: rows I then J, partner sizes
     n = np.concatenate([n, n.T])
-  return (jax.device_put(xr, rows), jax.device_put(mask, rows),
+  # may_alias: the host vectors are only read while this call runs, so the device may use
+  # their memory in place rather than a copy (on CPU, 20 MB cost 8 ms to copy).
+  return (jax.device_put(xr, rows, may_alias=True), jax.device_put(mask, rows),
           jax.device_put(np.maximum(n, 1.0), rows))
 
 
