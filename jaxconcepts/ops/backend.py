@@ -120,10 +120,14 @@ def nmf_transpose_a(transpose_a: bool | None = None,
   """Whether NMF keeps a row-major copy of `a.T` for the `w.T @ a` product.
 
   `w.T @ a` contracts the long leading axis of `a` (m x n, m >> k), which
-  XLA:CPU computes at about half the speed of the row-major `a_t @ w`. With
-  the copy, made once per fit at the cost of a second `a`-sized buffer, both
-  products of an iteration have the fast shape. Accelerators read a
-  transposed operand at full speed, so the copy is only memory there.
+  XLA:CPU's Eigen dots computed at about half the speed of the row-major
+  `a_t @ w`. With the copy, made once per fit at the cost of a second
+  `a`-sized buffer, both products of an iteration have the fast shape. With
+  the YNNPACK dots of later jaxlibs the two shapes ran at the same speed on
+  W1 (benchmarks/README.md), so the NMF entry points make the copy only for
+  fits expected to be long (`nmf_loop.expects_long_fit`), where it was
+  within the noise. Accelerators read a transposed operand at full speed, so
+  the copy is only memory there.
 
   Args:
     transpose_a: None for the backend's default (on for CPU, off elsewhere);

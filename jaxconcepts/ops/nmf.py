@@ -27,9 +27,13 @@ and not under ``jit`` / ``vmap``, where they are unknown.
 Reading fewer bytes: all-zero rows of ``a`` (pixels whose attribution was
 negative) do not change ``h`` or the other rows of ``w``: after the first
 ``w`` update their ``w`` rows are exactly zero. With concrete inputs, the
-entry points therefore drop them before iterating (``skip_zero_rows``) and
-account for them exactly in the initial error; the result is the same. Under
-``jit`` / ``vmap`` the rows are not known, and the full matrix is iterated.
+entry points can drop them before iterating (``skip_zero_rows``) and
+account for them exactly in the initial error. For ``"mu"`` the result is the
+same; for the accelerated solvers the inner loops' stopping rule also sees the
+zero rows' first move, so the iterates differ while reaching the same error.
+Dropping them costs a pass over ``a``, so by default it is done only for a fit
+expected to be long (`nmf_loop.expects_long_fit`). Under ``jit`` / ``vmap``
+the rows are not known, and the full matrix is iterated.
 """
 
 from __future__ import annotations
@@ -257,7 +261,7 @@ def _unscaled(res: NMFResult, e: int) -> NMFResult:
 def nmf(a: ArrayLike, n_components: int, *, init: str = "nndsvda",
         max_iter: int = 200, tol: float = 1e-4, key: Any = None,
         w_init: ArrayLike | None = None, h_init: ArrayLike | None = None,
-        skip_zero_rows: bool = True,
+        skip_zero_rows: bool | None = None,
         transpose_a: bool | None = None, solver: str = "mu") -> NMFResult:
   """Factorises a non-negative matrix: ``a ~= w @ h`` (Frobenius loss).
 
@@ -281,10 +285,14 @@ def nmf(a: ArrayLike, n_components: int, *, init: str = "nndsvda",
       ``"nndsvda"``; None means seed 0.
     w_init: (m, k) initial w for ``init="custom"``.
     h_init: (k, n) initial h for ``init="custom"``.
-    skip_zero_rows: drop all-zero rows of ``a`` before iterating (exact; reads
-      fewer bytes). Only for a concrete ``a``.
+    skip_zero_rows: drop all-zero rows of ``a`` before iterating (fewer bytes
+      read per iteration, one pass over ``a`` to find them). Only for a
+      concrete ``a``. None (default): only when the fit is expected to run at
+      least `nmf_loop.LONG_FIT_ITERATIONS` iterations
+      (`nmf_loop.expects_long_fit`: ``"mu"``, or any solver with ``tol=0``).
     transpose_a: keep a row-major copy of ``a.T`` for the ``w.T @ a`` product;
-      None: the backend's choice (`ops.backend.nmf_transpose_a`).
+      None: the backend's choice (`ops.backend.nmf_transpose_a`) for a long
+      fit as above, no copy for a short one.
     solver: ``"mu"``, ``"amu"``, ``"hals"`` or ``"ehals"`` (`nmf_loop.SOLVERS`);
       an iteration of the last three is one outer iteration (each factor
       updated from one product with ``a``, several inner steps); ``"ehals"``
@@ -305,7 +313,9 @@ def nmf(a: ArrayLike, n_components: int, *, init: str = "nndsvda",
   _check_options(n_components, init, max_iter, tol, min(m, n),
                  f"for a of shape {(m, n)}")
   k = int(n_components)
-  form = nmf_loop.choose_form(k, transpose_a, solver)
+  long_fit = nmf_loop.expects_long_fit(solver, max_iter, tol)
+  form = nmf_loop.choose_form(k, transpose_a, solver, long_fit)
+  skip_zero_rows = long_fit if skip_zero_rows is None else skip_zero_rows
   a = _as_float_array(a, "a")
   w_init, h_init = _check_custom(init, w_init, h_init, (m, k), (k, n), a.dtype)
   _check_values(a, "a")
@@ -392,7 +402,7 @@ def nmf_batched(a: ArrayLike, n_components: int, *,
                 n_valid: ArrayLike | None = None,
                 row_mask: ArrayLike | None = None, init: str = "nndsvda",
                 max_iter: int = 200, tol: float = 1e-4, key: Any = None,
-                skip_zero_rows: bool = True,
+                skip_zero_rows: bool | None = None,
                 transpose_a: bool | None = None,
                 solver: str = "mu", mesh: Any = None) -> NMFResult:
   """NMF of a stack of matrices (one per class), batched with ``vmap``.
@@ -435,7 +445,9 @@ def nmf_batched(a: ArrayLike, n_components: int, *,
   _check_options(n_components, init, max_iter, tol, min(rows_min, n),
                  f"(fewest valid rows {rows_min}, n = {n})")
   k = int(n_components)
-  form = nmf_loop.choose_form(k, transpose_a, solver)
+  long_fit = nmf_loop.expects_long_fit(solver, max_iter, tol)
+  form = nmf_loop.choose_form(k, transpose_a, solver, long_fit)
+  skip_zero_rows = long_fit if skip_zero_rows is None else skip_zero_rows
   if init == "custom":
     raise ValueError('nmf_batched supports init "nndsvda" and "random".')
   a = _as_float_array(a, "a")

@@ -77,9 +77,32 @@ class Form(NamedTuple):
   solver: str = "mu"
 
 
+LONG_FIT_ITERATIONS = 50
+"""A fit that may run this many iterations is worth a per-fit pass over ``a`` (the zero-row
+compaction, the transposed copy). On W1 (11760 x 1024, 20% zero rows; AMD EPYC, XLA:CPU with
+YNNPACK dots) the compaction cost about 30 ms and saved about 1 ms per iteration (break-even
+24-47 iterations), and the transposed copy saved nothing per iteration at all: with both, 10
+``ehals`` iterations took 97 ms against 62 ms without, 14 ``hals`` iterations 197 ms against
+97 ms, while 200 ``mu`` iterations were faster with the compaction (682-725 ms against
+863-884 ms)."""
+
+
+def expects_long_fit(solver: str, max_iter: int, tol: float) -> bool:
+  """Whether a fit is expected to run at least :data:`LONG_FIT_ITERATIONS` iterations.
+
+  MU needs hundreds of iterations to converge, so ``max_iter`` bounds it; the accelerated
+  solvers reach MU's 200-iteration error in 10-30 outer iterations (benchmarks/README.md), so
+  they run long only when told to run ``max_iter`` iterations with no convergence test.
+  """
+  return int(max_iter) >= LONG_FIT_ITERATIONS and (solver == "mu" or float(tol) == 0)
+
+
 def choose_form(k: int, transpose_a: bool | None = None,
-                solver: str = "mu") -> Form:
+                solver: str = "mu", long_fit: bool = True) -> Form:
   """The backend's :class:`Form` for k components and a solver.
+
+  `transpose_a` None: the backend's choice (`backend.nmf_transpose_a`) for a long fit
+  (:func:`expects_long_fit`), no copy for a short one.
 
   Raises:
     TypeError: `transpose_a` is neither None nor a bool.
@@ -87,8 +110,8 @@ def choose_form(k: int, transpose_a: bool | None = None,
   """
   if solver not in SOLVERS:
     raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
-  return Form(backend.nmf_transpose_a(transpose_a), backend.nmf_dot_columns(k),
-              solver)
+  copy = backend.nmf_transpose_a(transpose_a) and (transpose_a is not None or long_fit)
+  return Form(copy, backend.nmf_dot_columns(k), solver)
 
 
 def loop_args(max_iter: int, tol: float, dtype

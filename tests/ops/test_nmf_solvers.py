@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import NMF
 
+from jaxconcepts.ops import backend
 from jaxconcepts.ops import nmf as nmf_lib
 from jaxconcepts.ops import nmf_init
 from jaxconcepts.ops import nmf_loop
@@ -100,7 +101,7 @@ def test_batched_equals_single_calls_and_padding_rows_stay_zero(solver):
 def test_vmap_and_jit_equal_eager_and_zero_rows_give_the_dense_fit(solver):
   a = _w1_like(m=300, seed=6)
   kw = dict(init="random", key=2, max_iter=25, tol=0, solver=solver)
-  eager = nmf_lib.nmf(a, K, **kw)
+  eager = nmf_lib.nmf(a, K, skip_zero_rows=True, **kw)
   dense = nmf_lib.nmf(a, K, skip_zero_rows=False, **kw)
   jitted = jax.jit(lambda x: nmf_lib.nmf(x, K, **kw))(a)
   vmapped = jax.vmap(lambda x: nmf_lib.nmf(x, K, **kw))(jnp.stack([a, a]))
@@ -123,3 +124,28 @@ def test_unknown_solver_is_a_clear_error_before_any_work():
     nmf_lib.nmf(a, 3, solver="cd")
   with pytest.raises(ValueError, match=r"solver must be one of"):
     nmf_lib.nmf_batched(a[None], 3, solver="HALS")
+
+
+@pytest.mark.parametrize("solver, max_iter, tol, long_fit", [
+    ("mu", 200, 1e-4, True), ("mu", 49, 0.0, False), ("ehals", 200, 1e-4, False),
+    ("hals", 10, 0.0, False), ("ehals", 50, 0.0, True), ("amu", 400, 0.0, True)])
+def test_per_fit_passes_over_a_only_for_long_fits(solver, max_iter, tol, long_fit):
+  # The zero-row compaction and the transposed copy each cost a pass over a; by default
+  # they are made only when the fit may run LONG_FIT_ITERATIONS or more iterations.
+  assert nmf_loop.expects_long_fit(solver, max_iter, tol) is long_fit
+  form = nmf_loop.choose_form(K, None, solver, long_fit)
+  assert form.transpose_a is (long_fit and backend.nmf_transpose_a(None))
+  assert nmf_loop.choose_form(K, True, solver, long_fit).transpose_a is True
+  assert nmf_loop.choose_form(K, False, solver, long_fit).transpose_a is False
+
+
+@pytest.mark.parametrize("solver", FAST)
+def test_default_short_fit_equals_the_dense_fit(solver):
+  # A short fit (the default skip_zero_rows=None, tol 0, 20 iterations) iterates the
+  # full matrix, so it equals skip_zero_rows=False, transpose_a=False.
+  a = _w1_like(m=300, seed=7)
+  kw = dict(init="random", key=3, max_iter=20, tol=0, solver=solver)
+  default = nmf_lib.nmf(a, K, **kw)
+  dense = nmf_lib.nmf(a, K, skip_zero_rows=False, transpose_a=False, **kw)
+  np.testing.assert_array_equal(np.asarray(default.w), np.asarray(dense.w))
+  np.testing.assert_array_equal(np.asarray(default.h), np.asarray(dense.h))
