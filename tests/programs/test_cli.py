@@ -12,6 +12,7 @@ from ml_collections import config_flags
 import pytest
 
 from jaxconcepts.programs import cli
+from tests import envs
 from tests import filesystems
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -20,13 +21,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def _run(*args, cwd=ROOT):
   return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd,
                         capture_output=True, text=True, timeout=120)
-
-
-def _fast_compiles() -> dict:
-  """This environment with -O0 XLA:CPU compiles (compiles dominate these short runs)."""
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-  return env
 
 
 def test_help_lists_the_flags_and_the_config_keys_and_exits_0():
@@ -69,7 +63,7 @@ def test_a_first_run_is_quiet_prints_each_line_once_and_ends_with_where_results_
   common = ["--config=configs/quickstart.py", f"--workdir={tmp_path}/w", "--config.num_epochs=1",
             "--config.data.max_train=128", "--config.data.max_test=64",
             "--config.log_every_steps=1"]
-  env = _fast_compiles()
+  env = envs.with_fast_compiles()
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)
   procs = [subprocess.run([sys.executable, os.path.join(ROOT, script), *common], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
@@ -181,14 +175,14 @@ def test_a_full_disk_stops_training_with_one_line_and_the_rerun_resumes(tmp_path
   with filesystems.small_tmpfs(disk, 50 * 2**20) as mounted:
     print("MODE", "tmpfs" if mounted else "simulated")
     if mounted:
-      first = subprocess.run(args, cwd=ROOT, env=_fast_compiles(), capture_output=True,
+      first = subprocess.run(args, cwd=ROOT, env=envs.with_fast_compiles(), capture_output=True,
                              text=True, timeout=600)
     else:  # where mounting is refused: ENOSPC from the start, in the program's own process
       boot = ("import runpy, sys; sys.path.insert(0, sys.argv[1]); from tests import filesystems;"
               "cm = filesystems.simulated_full_disk(sys.argv[2]); cm.__enter__(); sys.argv = sys.argv[3:];"
               "runpy.run_path(sys.argv[0], run_name='__main__')")
       first = subprocess.run([sys.executable, "-c", boot, ROOT, disk, *args[1:]], cwd=ROOT,
-                             env=_fast_compiles(), capture_output=True, text=True, timeout=600)
+                             env=envs.with_fast_compiles(), capture_output=True, text=True, timeout=600)
     assert first.returncode == 2 and "Traceback" not in first.stderr, first.stderr[-3000:]
     last = first.stderr.strip().splitlines()[-1]
     assert last.startswith(f"FATAL: disk full: cannot write {disk}"), last
@@ -198,7 +192,7 @@ def test_a_full_disk_stops_training_with_one_line_and_the_rerun_resumes(tmp_path
       return  # nothing could be written at all; the resume needs a real disk
     assert os.listdir(ckpts) == ["2"] and "[last complete checkpoint: step 2]" in last
     filesystems.resize(disk, 200 * 2**20)
-    second = subprocess.run(args, cwd=ROOT, env=_fast_compiles(), capture_output=True,
+    second = subprocess.run(args, cwd=ROOT, env=envs.with_fast_compiles(), capture_output=True,
                             text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from step 2 of 4" in second.stderr

@@ -18,6 +18,7 @@ from jaxconcepts.programs import cli
 from jaxconcepts.models import classifiers as models
 from jaxconcepts.train import distributed
 from jaxconcepts.train import trainer as training
+from tests import envs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _SMALL = dict(widths=(8, 8, 8, 8, 16, 16, 16, 16))
@@ -154,10 +155,8 @@ def _train_cmd(workdir, epochs=3):
 
 
 def _env():
-  env = dict(os.environ)
+  env = envs.with_fast_compiles()  # every run here uses the same flags
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  # -O0: XLA:CPU compiles dominate these short runs; every run here uses the same flags.
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
   return env
 
 
