@@ -258,6 +258,15 @@ def _unscaled(res: NMFResult, e: int) -> NMFResult:
   return res
 
 
+def _choose_passes(k, transpose_a, skip_zero_rows, solver, max_iter, tol
+                   ) -> tuple[nmf_loop.Form, bool]:
+  """The loop's form and whether to drop zero rows: by default, the passes over ``a``
+  (transposed copy, zero-row compaction) only for a long fit (`nmf_loop.expects_long_fit`)."""
+  long_fit = nmf_loop.expects_long_fit(solver, max_iter, tol)
+  form = nmf_loop.choose_form(k, transpose_a, solver, long_fit)
+  return form, long_fit if skip_zero_rows is None else bool(skip_zero_rows)
+
+
 def nmf(a: ArrayLike, n_components: int, *, init: str = "nndsvda",
         max_iter: int = 200, tol: float = 1e-4, key: Any = None,
         w_init: ArrayLike | None = None, h_init: ArrayLike | None = None,
@@ -313,9 +322,7 @@ def nmf(a: ArrayLike, n_components: int, *, init: str = "nndsvda",
   _check_options(n_components, init, max_iter, tol, min(m, n),
                  f"for a of shape {(m, n)}")
   k = int(n_components)
-  long_fit = nmf_loop.expects_long_fit(solver, max_iter, tol)
-  form = nmf_loop.choose_form(k, transpose_a, solver, long_fit)
-  skip_zero_rows = long_fit if skip_zero_rows is None else skip_zero_rows
+  form, skip_zero_rows = _choose_passes(k, transpose_a, skip_zero_rows, solver, max_iter, tol)
   a = _as_float_array(a, "a")
   w_init, h_init = _check_custom(init, w_init, h_init, (m, k), (k, n), a.dtype)
   _check_values(a, "a")
@@ -445,9 +452,7 @@ def nmf_batched(a: ArrayLike, n_components: int, *,
   _check_options(n_components, init, max_iter, tol, min(rows_min, n),
                  f"(fewest valid rows {rows_min}, n = {n})")
   k = int(n_components)
-  long_fit = nmf_loop.expects_long_fit(solver, max_iter, tol)
-  form = nmf_loop.choose_form(k, transpose_a, solver, long_fit)
-  skip_zero_rows = long_fit if skip_zero_rows is None else skip_zero_rows
+  form, skip_zero_rows = _choose_passes(k, transpose_a, skip_zero_rows, solver, max_iter, tol)
   if init == "custom":
     raise ValueError('nmf_batched supports init "nndsvda" and "random".')
   a = _as_float_array(a, "a")

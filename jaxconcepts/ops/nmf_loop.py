@@ -79,12 +79,9 @@ class Form(NamedTuple):
 
 LONG_FIT_ITERATIONS = 50
 """A fit that may run this many iterations is worth a per-fit pass over ``a`` (the zero-row
-compaction, the transposed copy). On W1 (11760 x 1024, 20% zero rows; AMD EPYC, XLA:CPU with
-YNNPACK dots) the compaction cost about 30 ms and saved about 1 ms per iteration (break-even
-24-47 iterations), and the transposed copy saved nothing per iteration at all: with both, 10
-``ehals`` iterations took 97 ms against 62 ms without, 14 ``hals`` iterations 197 ms against
-97 ms, while 200 ``mu`` iterations were faster with the compaction (682-725 ms against
-863-884 ms)."""
+compaction, the transposed copy). Each pass costs about one iteration's reads of ``a`` or more,
+and saves a part of each later iteration, so it pays only over many iterations; on W1 the
+break-even was a few dozen (benchmarks/README.md, "W1: the per-fit passes over A")."""
 
 
 def expects_long_fit(solver: str, max_iter: int, tol: float) -> bool:

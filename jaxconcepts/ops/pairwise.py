@@ -476,7 +476,7 @@ def _device_data(xr, cr, ci, cj, rows: NamedSharding):
   if len(cr) > len(ci):  # cross block: rows I then J, partner sizes
     n = np.concatenate([n, n.T])
   # may_alias: the host vectors are only read while this call runs, so the device may use
-  # their memory in place rather than a copy (on CPU, 20 MB cost 8 ms to copy).
+  # their memory in place rather than a copy (benchmarks/README.md, W2).
   return (jax.device_put(xr, rows, may_alias=True), jax.device_put(mask, rows),
           jax.device_put(np.maximum(n, 1.0), rows))
 
