@@ -262,6 +262,8 @@ def _choose_passes(k, transpose_a, skip_zero_rows, solver, max_iter, tol
                    ) -> tuple[nmf_loop.Form, bool]:
   """The loop's form and whether to drop zero rows: by default, the passes over ``a``
   (transposed copy, zero-row compaction) only for a long fit (`nmf_loop.expects_long_fit`)."""
+  if skip_zero_rows is not None and not isinstance(skip_zero_rows, (bool, np.bool_)):
+    raise TypeError(f"skip_zero_rows must be None or a bool, got {skip_zero_rows!r}.")
   long_fit = nmf_loop.expects_long_fit(solver, max_iter, tol)
   form = nmf_loop.choose_form(k, transpose_a, solver, long_fit)
   return form, long_fit if skip_zero_rows is None else bool(skip_zero_rows)

@@ -149,3 +149,11 @@ def test_default_short_fit_equals_the_dense_fit(solver):
   dense = nmf_lib.nmf(a, K, skip_zero_rows=False, transpose_a=False, **kw)
   np.testing.assert_array_equal(np.asarray(default.w), np.asarray(dense.w))
   np.testing.assert_array_equal(np.asarray(default.h), np.asarray(dense.h))
+
+
+def test_a_non_bool_skip_zero_rows_is_a_clear_error_before_any_work():
+  a = np.ones((8, 6), np.float32)
+  with pytest.raises(TypeError, match=r"skip_zero_rows must be None or a bool, got 'no'"):
+    nmf_lib.nmf(a, 2, skip_zero_rows="no")
+  with pytest.raises(TypeError, match=r"skip_zero_rows must be None or a bool, got 1"):
+    nmf_lib.nmf_batched(a[None], 2, skip_zero_rows=1)
