@@ -222,7 +222,9 @@ def _init_scaled(a, k, init, key, mean_s, q, w_init, h_init):
 def initialize(a: jax.Array, n_components: int, init: str = "nndsvda",
                key: Any = None, row_mask: jax.Array | None = None,
                w_init: jax.Array | None = None,
-               h_init: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+               h_init: jax.Array | None = None,
+               stats: tuple[jax.Array, ...] | None = None
+               ) -> tuple[jax.Array, jax.Array]:
   """Initial factors as scikit-learn's ``_initialize_nmf`` (jitted, vmappable).
 
   No value checks: :func:`jaxconcepts.ops.nmf.nmf` checks its inputs and then
@@ -237,13 +239,18 @@ def initialize(a: jax.Array, n_components: int, init: str = "nndsvda",
     row_mask: optional (m,) bool, rows that belong to the matrix.
     w_init: (m, k) for ``"custom"``.
     h_init: (k, n) for ``"custom"``.
+    stats: optional :func:`scaled_stats` of the masked ``a``, when the caller
+      has them already (the fit needs them too: computing them once saves two
+      reads of ``a``).
 
   Returns:
     (w0, h0): (m, k) and (k, n), same dtype as ``a``; rows of w0 outside the
     mask are zero.
   """
   a = mask_rows(a, row_mask)
-  q, _, mean_s, _ = scaled_stats(a, count_rows(a, row_mask))
+  if stats is None:
+    stats = scaled_stats(a, count_rows(a, row_mask))
+  q, _, mean_s, _ = stats
   w, h = _init_scaled(a, n_components, init, key, mean_s, q, w_init, h_init)
   up = pow2(q, a.dtype)
   return mask_rows(w * up, row_mask), h * up

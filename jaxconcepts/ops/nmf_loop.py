@@ -448,7 +448,7 @@ def _fit_scaled(a, w, h, inv_s, norm_sq, init_offset, max_iter, tol, *, checked,
 
 def fit(a: jax.Array, w0: jax.Array, h0: jax.Array,
         row_mask: jax.Array | None, omitted_gram: jax.Array | None,
-        n_rows: jax.Array, max_iter: jax.Array, tol: jax.Array, *,
+        stats: tuple[jax.Array, ...] | None, max_iter: jax.Array, tol: jax.Array, *,
         checked: bool, form: Form) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Fits ``a ~= w @ h`` from (w0, h0), in original units.
 
@@ -460,7 +460,9 @@ def fit(a: jax.Array, w0: jax.Array, h0: jax.Array,
     omitted_gram: optional (k, k) ``w0_d.T @ w0_d`` of rows that belong to the
       problem but are not in ``a`` (all-zero rows the caller dropped); they
       only enter the error of the initial iterate.
-    n_rows: float scalar, rows of the whole problem (for the mean of a).
+    stats: :func:`~jaxconcepts.ops.nmf_init.scaled_stats` of the whole
+      problem's matrix (only its scale and squared norm are used; the zero rows
+      a caller dropped change neither), or None to compute them from ``a``.
     max_iter: int32 scalar.
     tol: scalar of a's dtype.
     checked: static, ``tol > 0`` (see :func:`loop_args`).
@@ -470,7 +472,9 @@ def fit(a: jax.Array, w0: jax.Array, h0: jax.Array,
     ``(w, h, n_iter, rel_error)``: (m, k), (k, n), int32 scalar and the
     relative error ``||a - w h||_F / ||a||_F`` (0 for an all-zero a).
   """
-  q, inv_s, _, norm_sq_s = scaled_stats(a, n_rows)
+  if stats is None:
+    stats = scaled_stats(a, jnp.asarray(a.shape[0], a.dtype))
+  q, inv_s, _, norm_sq_s = stats
   down = pow2(-q, a.dtype)
   w = mask_rows(w0 * down, row_mask)
   h = h0 * down

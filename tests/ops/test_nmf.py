@@ -378,6 +378,20 @@ def test_nan_or_inf_raise(bad):
     nmf_lib.nmf(a, K)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_entry_anywhere_raises(bad):
+  """The check reads only min and max (NaN propagates through both): every position,
+  in one matrix and in each matrix of a stack, including the reductions' tails."""
+  base = np.ones((2, 5, 13), np.float32)
+  for b, i, j in np.ndindex(*base.shape):
+    a = base.copy()
+    a[b, i, j] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+      nmf_lib.nmf(a[b], 2)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+      nmf_lib.nmf_batched(a, 2)
+
+
 def test_too_many_components_raise():
   with pytest.raises(ValueError, match=r"n_components=11 exceeds min\(m, n\)=10"):
     nmf_lib.nmf(np.ones((30, 10), np.float32), 11)
