@@ -134,11 +134,19 @@ def _monotone(values: Sequence[float], increasing: bool) -> bool:
 
 
 def layers_table(workdir: str, arch: str) -> str | None:
-  """Tables 2/3: per-pixel rec losses (the paper's figure) and evaluation accuracies."""
-  payload = load(workdir, "cladec_layers")
-  if payload is None:
+  """Tables 2/3: per-pixel rec losses (the paper's figure) and evaluation accuracies.
+
+  ``workdir`` may name several workdirs joined by commas (runs of one config that
+  differ only in their layers): their rows are read together, the first run's row
+  of a layer winning.
+  """
+  payloads = [p for p in (load(w, "cladec_layers") for w in workdir.split(",")) if p]
+  if not payloads:
     return None
-  rows = {_alias(r["layer"]): r for r in rows_of(payload)}
+  all_rows = [r for p in payloads for r in rows_of(p)]
+  rows = {}
+  for r in all_rows:
+    rows.setdefault(_alias(r["layer"]), r)
   body, ours = [], []
   for i, paper in enumerate(PAPER_LAYERS[arch]):
     r = rows.get(str(-(i + 1)))
@@ -165,7 +173,7 @@ def layers_table(workdir: str, arch: str) -> str | None:
               f"ClaDec ahead at {acc_wins} of {n - 1} layers below -1"),
       verdict("ClaDec's rec loss grows towards the output (-5 lowest, -1 highest)",
               order if n else None, "ours: " + ", ".join(fmt(c) for c, _, _, _ in ours)),
-  ] + health_line(rows_of(payload))
+  ] + health_line(list(rows.values()))
   return "\n".join(lines)
 
 
@@ -362,17 +370,19 @@ def bias_tables(runs: Sequence[tuple[str, str]]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--cladec_vgg")
-  p.add_argument("--cladec_resnet")
+  p.add_argument("--cladec_vgg", help="workdir, or workdirs joined by commas (Table 2)")
+  p.add_argument("--cladec_resnet", help="workdir, or workdirs joined by commas (Table 3)")
   p.add_argument("--concepts", action="append", default=[],
                  help="label=workdir, e.g. vgg:conv2a=runs/concepts_vgg")
   a = p.parse_args(argv)
   runs = [tuple(s.split("=", 1)) for s in a.concepts]
   sections: list[tuple[str, Callable[[], str | None]]] = []
-  for arch, wd in (("vgg", a.cladec_vgg), ("resnet", a.cladec_resnet)):
-    if wd:
+  for arch, wds in (("vgg", a.cladec_vgg), ("resnet", a.cladec_resnet)):
+    if wds:
+      # Several comma-joined workdirs feed the layers table; the others read the first.
+      wd = wds.split(",")[0]
       t = ("2", "4", "7") if arch == "vgg" else ("3", "5", "8")
-      sections += [(f"ClaDec Table {t[0]} ({arch})", lambda w=wd, r=arch: layers_table(w, r)),
+      sections += [(f"ClaDec Table {t[0]} ({arch})", lambda w=wds, r=arch: layers_table(w, r)),
                    (f"ClaDec Table {t[1]} ({arch})", lambda w=wd, r=arch: alpha_table(w, r)),
                    (f"ClaDec Table {t[2]} ({arch})", lambda w=wd, r=arch: occlusion_table(w, r))]
       if arch == "vgg":
