@@ -41,8 +41,7 @@ class Conv(nn.Module):
     padding: explicit ((top, bottom), (left, right)); default `k // 2` each side
       (PyTorch's `padding=k//2`, which torchvision and the reference code use).
     use_bias: add a bias.
-    impl: "auto" | "xla" | "im2col" | "winograd" (3x3, stride 1, padding 1, even
-      maps only); "auto" asks `ops.backend.conv_impl`.
+    impl: "auto" | "xla" | "im2col"; "auto" asks `ops.backend.conv_impl`.
     kernel_init: initializer of the (kh, kw, Cin, features) kernel.
     bias_init: initializer of the (features,) bias.
   """
@@ -67,11 +66,8 @@ class Conv(nn.Module):
     kernel = kernel.astype(x.dtype)
     ho = conv.conv_output_size(x.shape[1], kh, self.strides[0], padding[0])
     wo = conv.conv_output_size(x.shape[2], kw, self.strides[1], padding[1])
-    winograd_ok = conv.winograd_applies((kh, kw), self.strides, padding, x.shape[1:3])
-    impl = backend.conv_impl(self.impl, ho * wo, winograd_ok=winograd_ok,
-                             in_features=x.shape[-1])
-    fn = {"im2col": conv.im2col_conv, "winograd": conv.winograd_conv,
-          "xla": conv.xla_conv}[impl]
+    impl = backend.conv_impl(self.impl, ho * wo)
+    fn = conv.im2col_conv if impl == "im2col" else conv.xla_conv
     y = fn(x, kernel, tuple(self.strides), padding)
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,),

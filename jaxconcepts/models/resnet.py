@@ -31,7 +31,7 @@ class _Block(nn.Module):
     downsample: project the shortcut with a 1x1 conv + BatchNorm (needed when
       the stride or the channel count changes).
     act: the nonlinearity (replaceable).
-    conv_impl: `Conv` implementation ("auto", "xla", "im2col" or "winograd").
+    conv_impl: `Conv` implementation ("auto", "xla" or "im2col").
   """
   features: int
   stride: int = 1
@@ -101,7 +101,7 @@ class ResNet(nn.Module):
     widths: inner width of each stage.
     act: the nonlinearity (replaceable).
     max_pool: the stem's max-pool (replaceable, e.g. by DeepLift's rule).
-    conv_impl: `Conv` implementation ("auto", "xla", "im2col" or "winograd").
+    conv_impl: `Conv` implementation ("auto", "xla" or "im2col").
   """
   stage_sizes: Sequence[int]
   block: str = "basic"

@@ -32,7 +32,7 @@ class ConvBNAct(nn.Module):
     features: output channels.
     stride: the conv's stride in both spatial axes.
     act: the nonlinearity (replaceable, e.g. by exact DeepLift's rule).
-    conv_impl: `Conv` implementation ("auto", "xla", "im2col" or "winograd").
+    conv_impl: `Conv` implementation ("auto", "xla" or "im2col").
   """
   features: int
   stride: int
@@ -57,7 +57,7 @@ class ClaDecVGG(nn.Module):
     conv_names: tap name of each conv stage.
     dropout_rate: dropout before the dense layer (active only with `train`).
     act: the nonlinearity after every BatchNorm (replaceable).
-    conv_impl: `Conv` implementation ("auto", "xla", "im2col" or "winograd").
+    conv_impl: `Conv` implementation ("auto", "xla" or "im2col").
   """
   num_classes: int = 10
   widths: Sequence[int] = (32, 64, 128, 128, 256, 256, 512, 512)

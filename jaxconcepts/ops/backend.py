@@ -15,7 +15,6 @@ The measurements behind the thresholds are in `benchmarks/README.md`
 
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 import jax
@@ -24,7 +23,7 @@ import numpy as np
 CPU = "cpu"
 """The name `jax.default_backend()` gives for XLA:CPU."""
 
-CONV_IMPLS = ("auto", "xla", "im2col", "winograd")
+CONV_IMPLS = ("auto", "xla", "im2col")
 """`impl` values of `models.layers.Conv`."""
 
 CONV_TRANSPOSE_IMPLS = ("auto", "xla", "subpixel")
@@ -32,15 +31,6 @@ CONV_TRANSPOSE_IMPLS = ("auto", "xla", "subpixel")
 
 IM2COL_MAX_OUTPUT_PIXELS = 256
 """Largest output map (H' x W') that `Conv(impl="auto")` computes by im2col on CPU."""
-
-WINOGRAD_MIN_IN_FEATURES = 8
-"""Fewest input channels for which `Conv(impl="auto")` uses Winograd's F(2x2, 3x3) on CPU."""
-
-WINOGRAD_ENV = "JAXCONCEPTS_WINOGRAD"
-"""Environment variable: "0" keeps `Conv(impl="auto")` on im2col where it would pick Winograd,
-which reproduces results computed before the Winograd kernel bit for bit (the two kernels
-agree to float32 rounding, but a rounding can flip a count, e.g. of positive attributions).
-Read when a model is traced."""
 
 SUBPIXEL_MIN_FEATURES = 8
 """Fewest output channels for which `ConvTranspose(impl="auto")` is sub-pixel on CPU."""
@@ -71,44 +61,32 @@ def _resolve(kind: str, impl: Any, choices: Sequence[str], fast: str,
   return fast if use_fast else "xla"
 
 
-def conv_impl(impl: str, out_pixels: int, backend: str | None = None, *,
-              winograd_ok: bool = False, in_features: int = 0) -> str:
-  """Resolves a convolution's `impl="auto"` to `"winograd"`, `"im2col"` or `"xla"`.
+def conv_impl(impl: str, out_pixels: int, backend: str | None = None) -> str:
+  """Resolves a convolution's `impl="auto"` to `"im2col"` or `"xla"`.
 
-  CPU, output map of at most `IM2COL_MAX_OUTPUT_PIXELS` pixels: a 3x3
-  stride-1 convolution that `ops.conv.winograd_conv` computes (``winograd_ok``)
-  with at least `WINOGRAD_MIN_IN_FEATURES` input channels is `"winograd"`
-  (F(2x2, 3x3): 16 products per 2x2 tile and channel pair instead of 36, as
-  batched matrix products; the VGG's stride-1 layers, forward and backward,
-  ran faster this way than by im2col, benchmarks/README.md); any other is
-  `"im2col"` (shifted strided slices concatenated on the channel axis, then
-  one matrix product; `ops.conv.im2col_conv`). XLA:CPU's convolution is slow
-  for small spatial extents with many channels, and its backward pass more so,
-  while the im2col product's backward pass is a pad and a product. Larger maps
-  stay on XLA: im2col multiplies the activation memory by kh * kw for little
-  gain. Every other backend: `"xla"` (`lax.conv_general_dilated`), which GPU
-  and TPU run well at every size.
+  CPU, output map of at most `IM2COL_MAX_OUTPUT_PIXELS` pixels: `"im2col"`
+  (shifted strided slices concatenated on the channel axis, then one matrix
+  product; `ops.conv.im2col_conv`). XLA:CPU's convolution is slow for small
+  spatial extents with many channels, and its backward pass more so, while the
+  im2col product's backward pass is a pad and a product. Larger maps stay on
+  XLA: im2col multiplies the activation memory by kh * kw for little gain.
+  Every other backend: `"xla"` (`lax.conv_general_dilated`), which GPU and TPU
+  run well at every size.
 
   Args:
-    impl: one of `CONV_IMPLS`; anything but `"auto"` is returned.
+    impl: `"auto"`, `"xla"` or `"im2col"`; anything but `"auto"` is returned.
     out_pixels: H' * W' of the convolution's output.
     backend: backend name; default `jax.default_backend()`.
-    winograd_ok: whether `ops.conv.winograd_applies` to the convolution (and
-      `WINOGRAD_ENV` is not "0").
-    in_features: its input channels.
 
   Returns:
-    `"winograd"`, `"im2col"` or `"xla"`.
+    `"im2col"` or `"xla"`.
 
   Raises:
     ValueError: for an `impl` not in `CONV_IMPLS`.
   """
   small = out_pixels <= IM2COL_MAX_OUTPUT_PIXELS
-  resolved = _resolve("conv", impl, CONV_IMPLS, "im2col", name(backend) == CPU and small)
-  if impl == "auto" and resolved == "im2col" and winograd_ok and (
-      in_features >= WINOGRAD_MIN_IN_FEATURES) and os.environ.get(WINOGRAD_ENV, "1") != "0":
-    return "winograd"
-  return resolved
+  return _resolve("conv", impl, CONV_IMPLS, "im2col",
+                  name(backend) == CPU and small)
 
 
 def conv_transpose_impl(impl: str, features: int = SUBPIXEL_MIN_FEATURES,

@@ -12,24 +12,14 @@ a convolution. Kernel taps whose slice reads only padding add exact zeros and
 are left out: the last ClaDec VGG conv (2x2 -> 1x1, stride 2) keeps 4 of 9
 taps, and a 3x3 conv on a 1x1 map keeps 1. Both kernels give the same values
 up to float32 rounding (tests/ops/test_conv.py).
-
-`winograd_conv` computes a 3x3, stride-1, padding-1 convolution on maps of
-even height and width by Winograd's minimal filtering F(2x2, 3x3) (Lavin &
-Gray 2016): each 2x2 output tile takes 16 products per channel pair instead of
-36, as 16 batched matrix products of the transformed input tiles with the
-transformed kernel. The transforms are sums and differences (exact up to
-float32 rounding, no division), so the derivatives, formed by autodiff, are
-transforms and batched products too.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import chex
 import jax
-import numpy as np
 import jax.numpy as jnp
 from jax import lax
 
@@ -106,71 +96,6 @@ def data_taps(kernel: int, size: int, stride: int, out: int,
           if any(pad_before <= i + t * stride < pad_before + size
                  for t in range(out))]
   return keep or [0]
-
-
-# F(2x2, 3x3): input transform B^T (4x4), kernel transform G (4x3), output transform A^T (2x4).
-_WINO_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
-_WINO_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
-_WINO_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
-
-
-def winograd_applies(kernel_hw: tuple[int, int], strides: Sequence[int], padding: Padding,
-                     in_hw: tuple[int, int]) -> bool:
-  """Whether `winograd_conv` computes this convolution: a 3x3 kernel, stride 1,
-  padding 1 on every side, an input map of even height and width."""
-  return (tuple(kernel_hw) == (3, 3) and tuple(strides) == (1, 1)
-          and tuple(map(tuple, padding)) == ((1, 1), (1, 1))
-          and in_hw[0] % 2 == 0 and in_hw[1] % 2 == 0 and min(in_hw) >= 2)
-
-
-def _combine(mat: np.ndarray, items: list[jax.Array]) -> list[jax.Array]:
-  """``[sum_i mat[p, i] * items[i] for p]``, written with the non-zero terms only."""
-  out = []
-  for row in mat:
-    terms = [it if c == 1 else -it if c == -1 else float(c) * it
-             for c, it in zip(row, items) if c != 0]
-    out.append(functools.reduce(jnp.add, terms))
-  return out
-
-
-def winograd_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
-                  padding: Padding) -> jax.Array:
-  """3x3 stride-1 padding-1 convolution by Winograd's F(2x2, 3x3).
-
-  Args:
-    x: (N, H, W, Cin) float input, H and W even.
-    kernel: (3, 3, Cin, Cout) filter of x's dtype (HWIO).
-    strides: (1, 1).
-    padding: ((1, 1), (1, 1)).
-
-  Returns:
-    (N, H, W, Cout) of x's dtype, equal to `xla_conv` up to float32 rounding.
-
-  Raises:
-    ValueError: the convolution is not one `winograd_applies` to.
-  """
-  chex.assert_rank([x, kernel], 4)
-  n, h, w, cin = x.shape
-  cout = kernel.shape[-1]
-  if not winograd_applies(kernel.shape[:2], strides, padding, (h, w)):
-    raise ValueError(
-        f"winograd_conv needs a 3x3 kernel, stride 1, padding 1 and an even map, got "
-        f"kernel {kernel.shape[:2]}, strides {tuple(strides)}, padding {padding}, map {(h, w)}.")
-  th, tw = h // 2, w // 2
-  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  # d[i][j]: element (i, j) of every overlapping 4x4 input tile (stride 2), (N, th, tw, Cin).
-  d = [[lax.slice(xp, (0, i, j, 0), (n, i + 2 * th - 1, j + 2 * tw - 1, cin), (1, 2, 2, 1))
-        for j in range(4)] for i in range(4)]
-  cols = [_combine(_WINO_BT, [d[i][j] for i in range(4)]) for j in range(4)]
-  v = [_combine(_WINO_BT, [cols[j][p] for j in range(4)]) for p in range(4)]
-  v = jnp.stack([v[p][q] for p in range(4) for q in range(4)]).reshape(16, n * th * tw, cin)
-  u = jnp.einsum("pi,qj,ijck->pqck", _WINO_G, _WINO_G, kernel).reshape(16, cin, cout)
-  m = lax.dot_general(v, u.astype(x.dtype), (((2,), (1,)), ((0,), (0,))))
-  m = m.reshape(4, 4, n, th, tw, cout)
-  rows = _combine(_WINO_AT, [m[p] for p in range(4)])
-  y = [_combine(_WINO_AT, [rows[a][q] for q in range(4)]) for a in range(2)]
-  y = jnp.stack([jnp.stack(y[a], axis=3) for a in range(2)], axis=2)  # (N, th, 2, tw, 2, Cout)
-  return y.reshape(n, h, w, cout)
 
 
 def xla_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 
-from jaxconcepts.ops import backend
 from tests.golden import compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -63,11 +62,6 @@ def run(root: str, script: str, args: list[str], workdir: str) -> None:
   # Exactly these flags, whatever the caller's environment: one CPU device (the test suite forces
   # eight, which changes the data-parallel reductions) and fast -O0 compiles.
   env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
-  # The recordings predate the Winograd kernel (`ops.conv.winograd_conv`, picked by
-  # Conv(impl="auto") on CPU): they pin the im2col kernel, as recorded, on every CPU. The two
-  # kernels agree to float32 rounding (tests/ops/test_conv.py), but a rounding flips a count
-  # (a positive attribution) and the ClaDec entries are recorded per CPU.
-  env[backend.WINOGRAD_ENV] = "0"
   cmd = [sys.executable, os.path.join(root, script), *args, f"--workdir={workdir}"]
   proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
   if proc.returncode:

@@ -13,29 +13,7 @@ def test_auto_impl_uses_im2col_only_on_cpu_for_small_maps():
   assert backend.conv_impl("auto", backend.IM2COL_MAX_OUTPUT_PIXELS, backend="cpu") == "im2col"
 
 
-def test_auto_impl_uses_winograd_on_cpu_where_it_applies_and_has_channels():
-  kw = dict(winograd_ok=True, in_features=backend.WINOGRAD_MIN_IN_FEATURES)
-  assert backend.conv_impl("auto", 64, backend="cpu", **kw) == "winograd"
-  assert backend.conv_impl("auto", 64, backend="gpu", **kw) == "xla"
-  big = backend.IM2COL_MAX_OUTPUT_PIXELS + 1
-  assert backend.conv_impl("auto", big, backend="cpu", **kw) == "xla"
-  assert backend.conv_impl("auto", 64, backend="cpu", winograd_ok=False,
-                           in_features=64) == "im2col"
-  assert backend.conv_impl("auto", 64, backend="cpu", winograd_ok=True,
-                           in_features=backend.WINOGRAD_MIN_IN_FEATURES - 1) == "im2col"
-  assert backend.conv_impl("im2col", 64, backend="cpu", **kw) == "im2col"
-
-
-def test_the_winograd_switch_keeps_auto_on_im2col(monkeypatch):
-  kw = dict(winograd_ok=True, in_features=64)
-  monkeypatch.setenv(backend.WINOGRAD_ENV, "0")
-  assert backend.conv_impl("auto", 64, backend="cpu", **kw) == "im2col"
-  assert backend.conv_impl("winograd", 64, backend="cpu", **kw) == "winograd"
-  monkeypatch.setenv(backend.WINOGRAD_ENV, "1")
-  assert backend.conv_impl("auto", 64, backend="cpu", **kw) == "winograd"
-
-
-@pytest.mark.parametrize("impl", ["xla", "im2col", "winograd"])
+@pytest.mark.parametrize("impl", ["xla", "im2col"])
 @pytest.mark.parametrize("name", ["cpu", "gpu", "tpu"])
 def test_explicit_conv_impl_is_kept_on_every_backend(impl, name):
   assert backend.conv_impl(impl, 4, backend=name) == impl
