@@ -448,7 +448,7 @@ def _fit_scaled(a, w, h, inv_s, norm_sq, init_offset, max_iter, tol, *, checked,
 
 def fit(a: jax.Array, w0: jax.Array, h0: jax.Array,
         row_mask: jax.Array | None, omitted_gram: jax.Array | None,
-        stats: tuple[jax.Array, ...] | None, max_iter: jax.Array, tol: jax.Array, *,
+        stats: tuple[jax.Array, ...], max_iter: jax.Array, tol: jax.Array, *,
         checked: bool, form: Form) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Fits ``a ~= w @ h`` from (w0, h0), in original units.
 
@@ -462,7 +462,7 @@ def fit(a: jax.Array, w0: jax.Array, h0: jax.Array,
       only enter the error of the initial iterate.
     stats: :func:`~jaxconcepts.ops.nmf_init.scaled_stats` of the whole
       problem's matrix (only its scale and squared norm are used; the zero rows
-      a caller dropped change neither), or None to compute them from ``a``.
+      a caller dropped change neither).
     max_iter: int32 scalar.
     tol: scalar of a's dtype.
     checked: static, ``tol > 0`` (see :func:`loop_args`).
@@ -472,8 +472,6 @@ def fit(a: jax.Array, w0: jax.Array, h0: jax.Array,
     ``(w, h, n_iter, rel_error)``: (m, k), (k, n), int32 scalar and the
     relative error ``||a - w h||_F / ||a||_F`` (0 for an all-zero a).
   """
-  if stats is None:
-    stats = scaled_stats(a, jnp.asarray(a.shape[0], a.dtype))
   q, inv_s, _, norm_sq_s = stats
   down = pow2(-q, a.dtype)
   w = mask_rows(w0 * down, row_mask)
